@@ -1,0 +1,99 @@
+"""The catalog schema: every column an offer has, defined once.
+
+Every loader (skyplan's own CSV/Parquet, SkyPilot v8 directories, the price fetchers) produces a
+frame with exactly these columns in this order; `conform()` checks and casts one. Nothing else in
+skyplan spells a column name as a string literal: it uses the constants below.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from skyplan.errors import CatalogError
+
+CLOUD = "cloud"
+REGION = "region"
+ZONE = "zone"
+INSTANCE_TYPE = "instance_type"
+ACCELERATOR = "accelerator"
+ACCELERATOR_COUNT = "accelerator_count"
+ACCELERATOR_MEMORY = "accelerator_memory"
+VCPUS = "vcpus"
+MEMORY_GIB = "memory_gib"
+PRICE = "price"
+SPOT_PRICE = "spot_price"
+ARCH = "arch"
+CAPACITY = "capacity"
+GPU_ATTACHED = "gpu_attached"
+SOURCE = "source"
+AS_OF = "as_of"
+
+#: Column name → (dtype, nullable, meaning). The order is the canonical column order.
+COLUMNS: dict[str, tuple[pl.DataType, bool, str]] = {
+    CLOUD: (pl.String(), False, "provider, lower case: aws, gcp, azure, lambda, kubernetes, ssh, ..."),
+    REGION: (pl.String(), False, "region (or Kubernetes context, or SSH pool)"),
+    ZONE: (pl.String(), True, "zone; null where the provider places within a region"),
+    INSTANCE_TYPE: (pl.String(), False, "instance type (for GPUs attached to a host: the host)"),
+    ACCELERATOR: (pl.String(), True, "accelerator model, canonical spelling; null = CPU only"),
+    ACCELERATOR_COUNT: (pl.Float64(), True, "accelerators per node; null = CPU only"),
+    ACCELERATOR_MEMORY: (pl.Float64(), True, "memory of one accelerator, GiB; null = unknown"),
+    VCPUS: (pl.Float64(), False, "vCPUs per node"),
+    MEMORY_GIB: (pl.Float64(), False, "memory per node, GiB"),
+    PRICE: (pl.Float64(), True, "on-demand $/h per node (accelerators included); null = no on-demand"),
+    SPOT_PRICE: (pl.Float64(), True, "spot $/h per node; null = no spot offering"),
+    ARCH: (pl.String(), False, "CPU architecture: x86_64 or arm64"),
+    CAPACITY: (pl.Int64(), True, "nodes available; null = as many as the provider has"),
+    GPU_ATTACHED: (pl.Boolean(), False, "accelerators attached to a general-purpose host (GCP n1)"),
+    SOURCE: (pl.String(), False, "where the price came from (URL or data set)"),
+    AS_OF: (pl.String(), False, "date the price was read, ISO 8601"),
+}
+
+NAMES: tuple[str, ...] = tuple(COLUMNS)
+SCHEMA: dict[str, pl.DataType] = {name: spec[0] for name, spec in COLUMNS.items()}
+#: Columns a native catalog file may omit; they are filled with these defaults.
+DEFAULTS: dict[str, object] = {
+    ZONE: None,
+    ACCELERATOR: None,
+    ACCELERATOR_COUNT: None,
+    ACCELERATOR_MEMORY: None,
+    SPOT_PRICE: None,
+    ARCH: "x86_64",
+    CAPACITY: None,
+    GPU_ATTACHED: False,
+}
+
+
+def empty() -> pl.DataFrame:
+    """A frame with the catalog schema and no rows."""
+    return pl.DataFrame(schema=SCHEMA)
+
+
+def conform(frame: pl.DataFrame, *, origin: str) -> pl.DataFrame:
+    """Return `frame` with exactly the catalog columns, in order, cast to their dtypes.
+
+    Missing optional columns are filled with their defaults; a missing required column, an extra
+    column, an uncastable value or a null in a non-nullable column raises `CatalogError` naming
+    `origin` (a file path or fetcher name) and the column.
+    """
+    extra = [c for c in frame.columns if c not in COLUMNS]
+    if extra:
+        raise CatalogError(
+            f"{origin}: unknown column(s) {', '.join(extra)}; expected some of {', '.join(NAMES)}"
+        )
+    for name, value in DEFAULTS.items():
+        if name not in frame.columns:
+            frame = frame.with_columns(pl.lit(value, dtype=SCHEMA[name]).alias(name))
+    missing = [c for c in NAMES if c not in frame.columns]
+    if missing:
+        raise CatalogError(f"{origin}: missing required column(s) {', '.join(missing)}")
+    try:
+        frame = frame.select(pl.col(name).cast(SCHEMA[name], strict=True) for name in NAMES)
+    except pl.exceptions.PolarsError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CatalogError(f"{origin}: a value does not fit the catalog schema: {first}") from None
+    for name, (_, nullable, _) in COLUMNS.items():
+        if not nullable:
+            nulls = frame.get_column(name).null_count()
+            if nulls:
+                raise CatalogError(f"{origin}: column {name} has {nulls} empty value(s)")
+    return frame

@@ -1,0 +1,1 @@
+"""The reference command-line interface (`skyplan`), built on the public API only."""

@@ -1,0 +1,162 @@
+"""The reference CLI, over the public `skyplan` API only.
+
+Exit codes: 0 success; 1 the request cannot be satisfied; 2 invalid input or usage.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+import skyplan
+from skyplan.cli import render, show_gpus
+
+EXIT_INTERNAL = 70
+
+
+class _Group(click.Group):
+    """Turns every skyplan error into its message and exit code, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except skyplan.SkyplanError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:
+            if os.environ.get("SKYPLAN_DEBUG"):
+                raise
+            click.echo(
+                f"internal error: {type(exc).__name__}: {exc}\n"
+                "(this is a bug in skyplan; rerun with SKYPLAN_DEBUG=1 for the traceback)",
+                err=True,
+            )
+            ctx.exit(EXIT_INTERNAL)
+
+
+catalog_option = click.option(
+    "--catalog",
+    "catalog_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Catalog: skyplan CSV/Parquet file or directory, or a SkyPilot v8 directory. "
+    "Default: the shipped catalog (or $SKYPLAN_CATALOG).",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(skyplan.__version__, prog_name="skyplan")
+def cli() -> None:
+    """skyplan: place AI workloads on the cheapest infrastructure that fits."""
+
+
+@cli.command()
+@click.argument("task_file", type=click.Path(path_type=Path))
+@catalog_option
+@json_option
+@click.option("--infra", help="Pin the infra, e.g. aws, aws/us-east-1, gcp/*/us-central1-a.")
+@click.option("--gpus", help="Accelerators, e.g. A100:8 (replaces the task's).")
+@click.option("--cpus", help="vCPUs per node, e.g. 8 or 8+.")
+@click.option("--memory", help="Memory per node in GiB, e.g. 32 or 32+.")
+@click.option("--instance-type", "-t", help="Instance type.")
+@click.option("--num-nodes", type=click.IntRange(min=1), help="Number of nodes.")
+@click.option("--use-spot/--no-use-spot", default=None, help="Use spot instances.")
+@click.option("--alternatives", type=click.IntRange(min=0), default=8, show_default=True,
+              help="How many runner-ups to show.")
+def plan(
+    task_file: Path,
+    catalog_path: Path | None,
+    as_json: bool,
+    infra: str | None,
+    gpus: str | None,
+    cpus: str | None,
+    memory: str | None,
+    instance_type: str | None,
+    num_nodes: int | None,
+    use_spot: bool | None,
+    alternatives: int,
+) -> None:
+    """Plan TASK_FILE: the cheapest feasible placement and the runner-ups."""
+    work = skyplan.load_task(task_file)
+    flags = {
+        "infra": infra, "accelerators": gpus, "cpus": cpus, "memory": memory,
+        "instance_type": instance_type, "use_spot": use_spot, "num_nodes": num_nodes,
+    }
+    work = skyplan.with_overrides(work, {k: v for k, v in flags.items() if v is not None})
+    catalog = skyplan.load_catalog(catalog_path)
+    result = skyplan.plan(work, catalog=catalog, alternatives=alternatives)
+    if as_json:
+        render.emit_json(result.to_json())
+        return
+    out = render.console()
+    for table in render.plan_table(result):
+        out.print(table)
+    for line in render.placement_summary(result):
+        out.print(line)
+
+
+cli.add_command(show_gpus.show_gpus)
+
+
+@cli.group()
+def schema() -> None:
+    """JSON Schemas of skyplan's input files."""
+
+
+@schema.command("task")
+def schema_task() -> None:
+    """Print the JSON Schema of a task YAML document (for editors)."""
+    render.emit_json(skyplan.task_schema())
+
+
+@cli.group(name="catalog")
+def catalog_group() -> None:
+    """Inspect and refresh pricing catalogs."""
+
+
+@catalog_group.command("show")
+@catalog_option
+@json_option
+def catalog_show(catalog_path: Path | None, as_json: bool) -> None:
+    """Summarize a catalog: offers per cloud, regions, accelerators, provenance."""
+    catalog = skyplan.load_catalog(catalog_path)
+    summary = skyplan.catalog_summary(catalog)
+    if as_json:
+        render.emit_json({"catalog": catalog.origin, "clouds": summary})
+        return
+    render.console().print(show_gpus.summary_table(catalog.origin, summary))
+
+
+def _skyplan_home() -> Path:
+    return Path(os.environ.get("SKYPLAN_HOME", Path.home() / ".skyplan"))
+
+
+@catalog_group.command("refresh")
+@click.argument("cloud")
+@click.option("--output", "-o", type=click.Path(path_type=Path),
+              help="File to write (default: $SKYPLAN_HOME/catalogs/CLOUD.csv).")
+@click.option("--endpoint", help="Base URL of the pricing API (default: the public one).")
+@click.option("--region", "regions", multiple=True, help="Only these regions (repeatable).")
+def catalog_refresh(cloud: str, output: Path | None, endpoint: str | None, regions: tuple[str, ...]) -> None:
+    """Fetch current public prices for CLOUD (aws, azure, aws-libcloud) into a catalog file."""
+    target = output or _skyplan_home() / "catalogs" / f"{cloud}.csv"
+    quiet = not sys.stderr.isatty()
+    err = render.console(stderr=True)
+
+    def progress(message: str) -> None:
+        if not quiet:
+            err.print(f"[dim]{message}[/dim]")
+
+    rows = skyplan.refresh_catalog(cloud, target, endpoint=endpoint, regions=regions, progress=progress)
+    click.echo(f"wrote {rows:,} offers to {target}")
+
+
+def main() -> None:
+    cli(prog_name="skyplan")

@@ -1,0 +1,71 @@
+"""Rendering plans and catalogs for people: rich tables on a terminal, plain text when piped.
+
+The CLI's only place that formats output; the library never prints.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+import skyplan
+
+
+def console(stderr: bool = False) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(file=stream, highlight=False, soft_wrap=False, width=None if stream.isatty() else 200)
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def _accs(accs: dict[str, float] | None) -> str:
+    if not accs:
+        return "-"
+    return ", ".join(f"{k}:{v:g}" for k, v in accs.items())
+
+
+def _where(offer: skyplan.Offer) -> str:
+    return "/".join(p for p in (offer.cloud, offer.region, offer.zone) if p)
+
+
+def plan_table(plan: skyplan.Plan) -> list[Table]:
+    tables = []
+    for placement in plan.placements:
+        title = f"task {placement.task}" if placement.task else "task"
+        table = Table(title=f"{title}: {placement.option}", title_justify="left")
+        for name, justify in (
+            ("", "left"), ("INFRA", "left"), ("INSTANCE", "left"), ("vCPUs", "right"),
+            ("Mem(GiB)", "right"), ("GPUS", "left"), ("SPOT", "left"), ("NODES", "right"),
+            ("$/h", "right"),
+        ):
+            table.add_column(name, justify=justify)  # type: ignore[arg-type]
+        for marker, offer in [("✔", placement.choice)] + [("", a) for a in placement.alternatives]:
+            table.add_row(
+                marker, _where(offer), offer.instance_type, f"{offer.vcpus:g}",
+                f"{offer.memory_gib:g}", _accs(offer.accelerators), "yes" if offer.spot else "no",
+                str(offer.num_nodes), f"{offer.hourly_cost:.4f}",
+                style="bold green" if marker else None,
+            )
+        tables.append(table)
+    return tables
+
+
+def placement_summary(plan: skyplan.Plan) -> list[str]:
+    lines = []
+    for p in plan.placements:
+        who = f"{p.task}: " if p.task else ""
+        lines.append(
+            f"{who}{_where(p.choice)} {p.choice.instance_type} ({_accs(p.choice.accelerators)}), "
+            f"{'spot' if p.choice.spot else 'on-demand'}, {p.choice.num_nodes} node(s), "
+            f"${p.choice.hourly_cost:.4f}/h"
+        )
+        lines.extend(f"  note: {n}" for n in p.notes)
+    if len(plan.placements) > 1:
+        lines.append(f"total: ${plan.hourly_cost:.4f}/h")
+    return lines

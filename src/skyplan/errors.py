@@ -1,0 +1,128 @@
+"""The one error tree of skyplan; every error a caller can act on is one of these.
+
+    SkyplanError                      root; `exit_code` is what the CLI exits with
+    ├── InputError                    the input is invalid: fix it and retry (exit 2)
+    │   ├── TaskError                 a task YAML is invalid; carries located `Diagnostic`s
+    │   └── CatalogError              a catalog cannot be read or does not fit the schema
+    └── PlacementError                the input is valid but cannot be satisfied (exit 1)
+        └── NoFeasiblePlacement       no offer meets a task's request; carries the reasons
+
+Errors render themselves (`str(err)`): file:line:col, the message, the offending line with a
+caret, and a did-you-mean where one exists. Later layers (policy, backends) add their branches
+here so callers keep catching one root.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from skyplan.source import Source, Span
+
+
+def did_you_mean(word: str, choices: Iterable[str], *, cutoff: float = 0.6) -> str | None:
+    """The choice closest to `word` (case-insensitive), or None when nothing is close."""
+    by_lower: dict[str, str] = {}
+    for choice in choices:
+        by_lower.setdefault(choice.lower(), choice)
+    found = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=cutoff)
+    return by_lower[found[0]] if found else None
+
+
+class SkyplanError(Exception):
+    """Root of every error skyplan raises on purpose."""
+
+    exit_code = 2
+
+
+class InputError(SkyplanError):
+    """The input is invalid (bad YAML, bad field, bad catalog, bad flag)."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One located problem in an input file."""
+
+    span: Span
+    message: str
+    field: str | None = None
+    hint: str | None = None
+    code: str = "SP001"
+
+    def render(self, source: Source | None = None) -> str:
+        where = str(self.span)
+        head = f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        parts = [head]
+        if source is not None:
+            snippet = source.snippet(self.span)
+            if snippet:
+                parts.append(snippet)
+        if self.hint:
+            parts.append(f"hint: {self.hint}")
+        return "\n".join(parts)
+
+
+@dataclass
+class TaskError(InputError):
+    """A task file is invalid. Up to ten diagnostics, sorted by position."""
+
+    diagnostics: Sequence[Diagnostic]
+    source: Source | None = None
+    extra: int = field(default=0)
+
+    def __post_init__(self) -> None:
+        ordered = sorted(
+            self.diagnostics, key=lambda d: (d.span.file, d.span.line or 0, d.span.col or 0)
+        )
+        self.extra = max(0, len(ordered) - 10)
+        self.diagnostics = ordered[:10]
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        text = "\n".join(d.render(self.source) for d in self.diagnostics)
+        if self.extra:
+            text += f"\n... and {self.extra} more problem(s)"
+        return text
+
+
+class CatalogError(InputError):
+    """A catalog could not be read, or its rows do not fit the catalog schema."""
+
+
+class PlacementError(SkyplanError):
+    """The request is valid but cannot be satisfied."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """How many offers one requirement removed, and where the request would have fit."""
+
+    requirement: str
+    removed: int
+    remaining: int
+    would_fit: str | None = None
+
+
+class NoFeasiblePlacement(PlacementError):
+    """No offer satisfies a task's request; `reasons` says which requirement removed what."""
+
+    def __init__(self, task: str | None, summary: str, reasons: Sequence[Rejection] = ()) -> None:
+        self.task = task
+        self.summary = summary
+        self.reasons = tuple(reasons)
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        who = f"task {self.task!r}" if self.task else "the task"
+        lines = [f"no feasible placement for {who}: {self.summary}"]
+        for r in self.reasons:
+            line = f"  - {r.requirement}: removed {r.removed:,} offer(s), {r.remaining:,} left"
+            if r.would_fit:
+                line += f"; {r.would_fit}"
+            lines.append(line)
+        return "\n".join(lines)

@@ -1,0 +1,102 @@
+"""The planner's output: a `Plan` holds one `Placement` per task, each with ranked alternatives
+and the explanation of how the candidates were narrowed.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Offer(BaseModel):
+    """One priced choice: where, on what, and what it costs per hour for all nodes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cloud: str
+    region: str
+    zone: str | None
+    instance_type: str
+    accelerators: dict[str, float] | None
+    spot: bool
+    num_nodes: int
+    hourly_cost: float
+    vcpus: float
+    memory_gib: float
+    source: str | None = None
+
+
+class FilterStep(BaseModel):
+    """One narrowing step of the search: how many candidates it removed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    requirement: str
+    before: int
+    after: int
+
+    @property
+    def removed(self) -> int:
+        return self.before - self.after
+
+
+class Placement(BaseModel):
+    """Where one task runs, the runner-ups, and why."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    task: str | None
+    choice: Offer
+    alternatives: tuple[Offer, ...] = ()
+    option: str
+    steps: tuple[FilterStep, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, object]:
+        """The stable JSON shape of `skyplan plan --json` (see the README)."""
+        return {
+            "task": self.task,
+            **_offer_json(self.choice),
+            "alternatives": [_offer_json(a) for a in self.alternatives],
+            "option": self.option,
+            "filters": [s.model_dump() for s in self.steps],
+            "notes": list(self.notes),
+        }
+
+
+def _count(value: float) -> float | int:
+    return int(value) if value == int(value) else value
+
+
+def _offer_json(offer: Offer) -> dict[str, object]:
+    accs = offer.accelerators
+    return {
+        "cloud": offer.cloud,
+        "region": offer.region,
+        "zone": offer.zone,
+        "instance_type": offer.instance_type,
+        "accelerators": None if accs is None else {k: _count(v) for k, v in accs.items()},
+        "spot": offer.spot,
+        "num_nodes": offer.num_nodes,
+        "hourly_cost": round(offer.hourly_cost, 6),
+        "vcpus": offer.vcpus,
+        "memory_gib": offer.memory_gib,
+    }
+
+
+class Plan(BaseModel):
+    """The placements of every task of a DAG, in task order."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    placements: tuple[Placement, ...]
+
+    @property
+    def hourly_cost(self) -> float:
+        return sum(p.choice.hourly_cost for p in self.placements)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "placements": [p.to_json() for p in self.placements],
+            "hourly_cost": round(self.hourly_cost, 6),
+        }

@@ -1,0 +1,9 @@
+"""The optimizer: `plan(task, catalog=...) -> Plan`, a pure function over the catalog.
+
+May import model, catalog, errors, polars (and ortools); never the DSL, backends or runtime.
+"""
+
+from skyplan.solver.filters import DEFAULT_FILTERS, FILTERS, Filter, Request
+from skyplan.solver.planner import evaluate, place, plan
+
+__all__ = ["DEFAULT_FILTERS", "FILTERS", "Filter", "Request", "evaluate", "place", "plan"]

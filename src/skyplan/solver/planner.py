@@ -1,0 +1,196 @@
+"""`plan()`: task + catalog → `Plan`. A pure function: no I/O, no printing, inputs untouched.
+
+For each task the resource block expands into ordered groups of options (see
+`skyplan.model.resources`). Each option is matched against the whole catalog frame by the
+filters in `DEFAULT_FILTERS`, with every filter's rejection count kept. The first group with a
+feasible offer wins; within it the cheapest offer (total $/h for all nodes) is chosen, ties
+broken by cloud, region, zone and instance type so equal inputs give equal plans.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import polars as pl
+
+from skyplan.catalog import Catalog
+from skyplan.catalog import schema as c
+from skyplan.errors import NoFeasiblePlacement, Rejection, did_you_mean
+from skyplan.model import Accelerator, Dag, FilterStep, Offer, Placement, Plan, ResourceOption, Task
+from skyplan.solver.filters import DEFAULT_FILTERS, Filter, Request
+from skyplan.solver.hints import would_fit
+
+COST = "cost"
+_ORDER = [COST, c.CLOUD, c.REGION, c.ZONE, c.INSTANCE_TYPE]
+_SHAPE = [c.CLOUD, c.INSTANCE_TYPE, c.ACCELERATOR, c.ACCELERATOR_COUNT]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One option matched against the catalog."""
+
+    option: ResourceOption
+    steps: tuple[FilterStep, ...]
+    offers: pl.DataFrame
+    rejection: Rejection | None
+
+
+def _canonical(option: ResourceOption, catalog: Catalog) -> ResourceOption | Rejection:
+    acc = option.accelerator
+    if acc is None:
+        return option
+    name = catalog.canonical_accelerator(acc.name)
+    if name is None:
+        guess = did_you_mean(acc.name, catalog.accelerators)
+        hint = f"did you mean {guess}?" if guess else "known: " + ", ".join(catalog.accelerators)
+        return Rejection(f"accelerators {acc}", len(catalog), 0, f"{acc.name} is not in this catalog; {hint}")
+    return option.model_copy(update={"accelerator": Accelerator(name=name, count=acc.count)})
+
+
+def evaluate(
+    option: ResourceOption, num_nodes: int, catalog: Catalog, filters: Sequence[Filter]
+) -> Evaluation:
+    """Match one option against the catalog, keeping each filter's before/after counts."""
+    canonical = _canonical(option, catalog)
+    if isinstance(canonical, Rejection):
+        return Evaluation(option, (), catalog.frame.clear(), canonical)
+    req = Request(option=canonical, num_nodes=num_nodes, catalog=catalog)
+    price = c.SPOT_PRICE if canonical.use_spot else c.PRICE
+    frame = catalog.frame.with_columns((pl.col(price) * num_nodes).alias(COST))
+    active = [(f, e) for f in filters if (e := f.expr(req)) is not None]
+    if active:
+        counts = frame.select(
+            pl.all_horizontal([e for _, e in active[: i + 1]]).sum().alias(str(i))
+            for i in range(len(active))
+        ).row(0)
+    else:
+        counts = ()
+    steps, before = [], frame.height
+    for (f, _), after in zip(active, counts, strict=True):
+        steps.append(FilterStep(name=f.name, requirement=f.requirement(req), before=before, after=after))
+        before = after
+    if not active:
+        return Evaluation(canonical, (), frame, None)
+    offers = frame.filter(pl.all_horizontal([e for _, e in active]))
+    rejection = None
+    if offers.height == 0:
+        index = next(i for i, s in enumerate(steps) if s.after == 0)
+        step = steps[index]
+        previous = [e for _, e in active[:index]]
+        remaining = frame.filter(pl.all_horizontal(previous)) if previous else frame
+        rejection = Rejection(
+            step.requirement, step.removed, 0, would_fit(step.name, req, remaining)
+        )
+    return Evaluation(canonical, tuple(steps), offers, rejection)
+
+
+def _offer(row: dict[str, object], spot: bool, num_nodes: int) -> Offer:
+    acc = row[c.ACCELERATOR]
+    return Offer(
+        cloud=str(row[c.CLOUD]),
+        region=str(row[c.REGION]),
+        zone=None if row[c.ZONE] is None else str(row[c.ZONE]),
+        instance_type=str(row[c.INSTANCE_TYPE]),
+        accelerators=None if acc is None else {str(acc): float(row[c.ACCELERATOR_COUNT])},  # type: ignore[arg-type]
+        spot=spot,
+        num_nodes=num_nodes,
+        hourly_cost=float(row[COST]),  # type: ignore[arg-type]
+        vcpus=float(row[c.VCPUS]),  # type: ignore[arg-type]
+        memory_gib=float(row[c.MEMORY_GIB]),  # type: ignore[arg-type]
+        source=None if row[c.SOURCE] is None else str(row[c.SOURCE]),
+    )
+
+
+def _rank(evaluations: list[Evaluation], num_nodes: int, limit: int) -> tuple[Offer, list[Offer], int]:
+    """The winner, the runner-ups (the best of each shape: every cloud's best plus the cheapest
+    others, up to `limit`) and the index of the winning evaluation."""
+    frames = [
+        e.offers.with_columns(pl.lit(i).alias("_option"), pl.lit(e.option.use_spot).alias("_spot"))
+        for i, e in enumerate(evaluations)
+        if e.offers.height
+    ]
+    ranked = pl.concat(frames).sort([*_ORDER, "_option"], nulls_last=True)
+    best = ranked.unique(subset=[*_SHAPE, "_spot"], keep="first", maintain_order=True)
+    rows = best.to_dicts()
+    winner, rest = rows[0], rows[1:]
+    per_cloud: dict[str, dict[str, object]] = {}
+    for row in rest:
+        per_cloud.setdefault(str(row[c.CLOUD]), row)
+    chosen = list(per_cloud.values())
+    for row in rest:
+        if len(chosen) >= limit:
+            break
+        if row not in chosen:
+            chosen.append(row)
+    chosen.sort(key=lambda r: rows.index(r))
+    offers = [_offer(r, bool(r["_spot"]), num_nodes) for r in chosen[:max(limit, len(per_cloud))]]
+    return _offer(winner, bool(winner["_spot"]), num_nodes), offers, int(winner["_option"])  # type: ignore[call-overload]
+
+
+def place(
+    task: Task,
+    catalog: Catalog,
+    *,
+    filters: Sequence[Filter] = DEFAULT_FILTERS,
+    alternatives: int = 8,
+) -> Placement:
+    """The cheapest feasible placement of one task; raises `NoFeasiblePlacement`."""
+    notes: list[str] = []
+    failures: list[Evaluation] = []
+    for group in task.resources.option_groups():
+        evaluations = [evaluate(o, task.num_nodes, catalog, filters) for o in group]
+        feasible = [e for e in evaluations if e.rejection is None and e.offers.height]
+        if not feasible:
+            failures.extend(evaluations)
+            for e in evaluations:
+                notes.append(f"skipped {e.option.describe()}: {_reason(e)}")
+            continue
+        choice, others, index = _rank(feasible, task.num_nodes, alternatives)
+        winning = feasible[index]
+        if task.is_service:
+            notes.append("a service is planned per replica: the cost is for one replica")
+        return Placement(
+            task=task.name,
+            choice=choice,
+            alternatives=tuple(others),
+            option=winning.option.describe(),
+            steps=winning.steps,
+            notes=tuple(notes),
+        )
+    reasons = [
+        Rejection(f"[{e.option.describe()}] {r.requirement}", r.removed, r.remaining, r.would_fit)
+        if len(failures) > 1
+        else r
+        for e in failures
+        if (r := e.rejection) is not None
+    ]
+    summary = (
+        f"none of the {len(failures)} resource options fits the catalog"
+        if len(failures) > 1
+        else "no offer in the catalog meets every requirement"
+    )
+    raise NoFeasiblePlacement(task.name, summary, reasons)
+
+
+def _reason(e: Evaluation) -> str:
+    r = e.rejection
+    if r is None:
+        return "no offer"
+    return f"{r.requirement} removed the last offers" + (f" ({r.would_fit})" if r.would_fit else "")
+
+
+def plan(
+    work: Task | Dag,
+    *,
+    catalog: Catalog,
+    filters: Sequence[Filter] = DEFAULT_FILTERS,
+    alternatives: int = 8,
+) -> Plan:
+    """Place every task of `work` (a task or a DAG). Pure; raises `NoFeasiblePlacement`."""
+    tasks = (work,) if isinstance(work, Task) else work.tasks
+    return Plan(
+        placements=tuple(
+            place(t, catalog, filters=filters, alternatives=alternatives) for t in tasks
+        )
+    )
