@@ -52,7 +52,9 @@ def with_overrides(work: Dag, overrides: dict[str, Any], origin: str = "<flags>"
         update: dict[str, Any] = {"resources": task.resources.merged(patch)}
         if num_nodes is not None:
             if not isinstance(num_nodes, int) or num_nodes < 1:
-                raise TaskError([Diagnostic(Span(origin), f"num_nodes must be >= 1, got {num_nodes!r}")])
+                raise TaskError(
+                    [Diagnostic(Span(origin), f"num_nodes must be >= 1, got {num_nodes!r}")]
+                )
             update["num_nodes"] = num_nodes
         tasks.append(task.model_copy(update=update))
     return work.model_copy(update={"tasks": tuple(tasks)})

@@ -54,7 +54,9 @@ class Diagnostic:
 
     def render(self, source: Source | None = None) -> str:
         where = str(self.span)
-        head = f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        head = (
+            f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        )
         parts = [head]
         if source is not None:
             snippet = source.snippet(self.span)

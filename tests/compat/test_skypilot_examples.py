@@ -44,7 +44,9 @@ def _outcome(entry: dict[str, Any], catalog: skyplan.Catalog) -> tuple[int, skyp
 
 @pytest.mark.skipif(not ENTRIES, reason="../shared/compat is absent")
 @pytest.mark.parametrize("entry", ENTRIES, ids=[e["file"].removesuffix(".yaml") for e in ENTRIES])
-def test_plans_like_skypilot_or_better(entry: dict[str, Any], synthetic_catalog: skyplan.Catalog) -> None:
+def test_plans_like_skypilot_or_better(
+    entry: dict[str, Any], synthetic_catalog: skyplan.Catalog
+) -> None:
     verdict = entry["skypilot"]
     code, result = _outcome(entry, synthetic_catalog)
     if verdict["status"] == "ok":
@@ -71,7 +73,16 @@ def test_plans_like_skypilot_or_better(entry: dict[str, Any], synthetic_catalog:
 )
 def test_cli_exit_codes_and_json_shape(name: str, code: int) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "skyplan", "plan", str(COMPAT / name), "--catalog", str(SYNTHETIC), "--json"],
+        [
+            sys.executable,
+            "-m",
+            "skyplan",
+            "plan",
+            str(COMPAT / name),
+            "--catalog",
+            str(SYNTHETIC),
+            "--json",
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -80,7 +91,18 @@ def test_cli_exit_codes_and_json_shape(name: str, code: int) -> None:
     assert "Traceback" not in proc.stderr
     if code == 0:
         placement = json.loads(proc.stdout)["placements"][0]
-        keys = {"task", "cloud", "region", "zone", "instance_type", "accelerators", "spot", "num_nodes", "hourly_cost", "alternatives"}
+        keys = {
+            "task",
+            "cloud",
+            "region",
+            "zone",
+            "instance_type",
+            "accelerators",
+            "spot",
+            "num_nodes",
+            "hourly_cost",
+            "alternatives",
+        }
         assert keys <= set(placement)
         for alt in placement["alternatives"]:
             assert keys - {"alternatives", "task"} <= set(alt)

@@ -1,16 +1,15 @@
-"""Read-only questions about a catalog, as plain rows: what `show-gpus` and `catalog show` print.
-"""
+"""Read-only questions about a catalog, as plain rows: what `show-gpus` and `catalog show` print."""
 
 from __future__ import annotations
 
-import fnmatch
 from typing import Any
 
 import polars as pl
 
 from skyplan.catalog import schema as c
 from skyplan.catalog.catalog import Catalog
-from skyplan.errors import NoFeasiblePlacement, Rejection, did_you_mean
+from skyplan.catalog.expr import glob_expr
+from skyplan.errors import InputError, NoFeasiblePlacement, Rejection, did_you_mean
 from skyplan.model.infra import parse_infra
 
 
@@ -18,13 +17,13 @@ def _scoped(catalog: Catalog, infra: str | None) -> pl.DataFrame:
     frame = catalog.frame
     if not infra:
         return frame
-    pin = parse_infra(infra)
+    try:
+        pin = parse_infra(infra)
+    except ValueError as exc:
+        raise InputError(f"--infra: {exc}") from None
     for column, value in ((c.CLOUD, pin.cloud), (c.REGION, pin.region), (c.ZONE, pin.zone)):
         if value is not None:
-            if any(ch in value for ch in "*?["):
-                frame = frame.filter(pl.col(column).fill_null("").str.contains(fnmatch.translate(value)))
-            else:
-                frame = frame.filter(pl.col(column) == value)
+            frame = frame.filter(glob_expr(column, value))
     return frame
 
 
@@ -51,7 +50,9 @@ def accelerator_offers(
     if canonical is None:
         guess = did_you_mean(name, catalog.accelerators)
         hint = f"did you mean {guess}?" if guess else None
-        raise NoFeasiblePlacement(None, f"{name} is not in this catalog", [Rejection(name, len(catalog), 0, hint)])
+        raise NoFeasiblePlacement(
+            None, f"{name} is not in this catalog", [Rejection(name, len(catalog), 0, hint)]
+        )
     frame = _scoped(catalog, infra).filter(pl.col(c.ACCELERATOR) == canonical)
     if ":" in name:
         frame = frame.filter(pl.col(c.ACCELERATOR_COUNT) == float(name.split(":")[1]))
@@ -62,7 +63,11 @@ def accelerator_offers(
             frame.filter(pl.col(column).is_not_null())
             .sort([column, c.REGION, c.ZONE], nulls_last=True)
             .unique(subset=keys, keep="first", maintain_order=True)
-            .select(*keys, pl.col(column).alias(f"{label}_price"), pl.col(c.REGION).alias(f"{label}_region"))
+            .select(
+                *keys,
+                pl.col(column).alias(f"{label}_price"),
+                pl.col(c.REGION).alias(f"{label}_region"),
+            )
         )
 
     table = cheapest(c.PRICE, "on_demand").join(

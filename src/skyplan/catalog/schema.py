@@ -30,7 +30,11 @@ AS_OF = "as_of"
 
 #: Column name → (dtype, nullable, meaning). The order is the canonical column order.
 COLUMNS: dict[str, tuple[pl.DataType, bool, str]] = {
-    CLOUD: (pl.String(), False, "provider, lower case: aws, gcp, azure, lambda, kubernetes, ssh, ..."),
+    CLOUD: (
+        pl.String(),
+        False,
+        "provider, lower case: aws, gcp, azure, lambda, kubernetes, ssh, ...",
+    ),
     REGION: (pl.String(), False, "region (or Kubernetes context, or SSH pool)"),
     ZONE: (pl.String(), True, "zone; null where the provider places within a region"),
     INSTANCE_TYPE: (pl.String(), False, "instance type (for GPUs attached to a host: the host)"),
@@ -39,7 +43,11 @@ COLUMNS: dict[str, tuple[pl.DataType, bool, str]] = {
     ACCELERATOR_MEMORY: (pl.Float64(), True, "memory of one accelerator, GiB; null = unknown"),
     VCPUS: (pl.Float64(), False, "vCPUs per node"),
     MEMORY_GIB: (pl.Float64(), False, "memory per node, GiB"),
-    PRICE: (pl.Float64(), True, "on-demand $/h per node (accelerators included); null = no on-demand"),
+    PRICE: (
+        pl.Float64(),
+        True,
+        "on-demand $/h per node (accelerators included); null = no on-demand",
+    ),
     SPOT_PRICE: (pl.Float64(), True, "spot $/h per node; null = no spot offering"),
     ARCH: (pl.String(), False, "CPU architecture: x86_64 or arm64"),
     CAPACITY: (pl.Int64(), True, "nodes available; null = as many as the provider has"),

@@ -34,10 +34,18 @@ _RENAME = {
     "Arch": c.ARCH,
 }
 _DTYPES = {
-    "InstanceType": pl.String, "AcceleratorName": pl.String, "AcceleratorCount": pl.Float64,
-    "vCPUs": pl.Float64, "MemoryGiB": pl.Float64, "GpuInfo": pl.String, "Price": pl.Float64,
-    "SpotPrice": pl.Float64, "Region": pl.String, "AvailabilityZone": pl.String,
-    "Arch": pl.String, "Generation": pl.String,
+    "InstanceType": pl.String,
+    "AcceleratorName": pl.String,
+    "AcceleratorCount": pl.Float64,
+    "vCPUs": pl.Float64,
+    "MemoryGiB": pl.Float64,
+    "GpuInfo": pl.String,
+    "Price": pl.Float64,
+    "SpotPrice": pl.Float64,
+    "Region": pl.String,
+    "AvailabilityZone": pl.String,
+    "Arch": pl.String,
+    "Generation": pl.String,
 }
 
 
@@ -87,7 +95,9 @@ def _common(raw: pl.DataFrame, cloud: str) -> pl.DataFrame:
 
 
 def _finish(frame: pl.DataFrame, path: Path) -> pl.DataFrame:
-    frame = _provenance(frame, path).filter(pl.col(c.PRICE).is_not_null() | pl.col(c.SPOT_PRICE).is_not_null())
+    frame = _provenance(frame, path).filter(
+        pl.col(c.PRICE).is_not_null() | pl.col(c.SPOT_PRICE).is_not_null()
+    )
     return c.conform(frame.select(c.NAMES), origin=str(path))
 
 
@@ -95,8 +105,13 @@ def _gcp(raw: pl.DataFrame, path: Path) -> pl.DataFrame:
     frame = _common(raw, "gcp")
     hosts = frame.filter(pl.col(c.INSTANCE_TYPE).is_not_null() & (pl.col(c.INSTANCE_TYPE) != ""))
     gpus = frame.filter(pl.col(c.INSTANCE_TYPE).is_null() | (pl.col(c.INSTANCE_TYPE) == "")).select(
-        c.ACCELERATOR, c.ACCELERATOR_COUNT, c.ACCELERATOR_MEMORY, c.REGION, c.ZONE,
-        pl.col(c.PRICE).alias("gpu_price"), pl.col(c.SPOT_PRICE).alias("gpu_spot"),
+        c.ACCELERATOR,
+        c.ACCELERATOR_COUNT,
+        c.ACCELERATOR_MEMORY,
+        c.REGION,
+        c.ZONE,
+        pl.col(c.PRICE).alias("gpu_price"),
+        pl.col(c.SPOT_PRICE).alias("gpu_spot"),
     )
     built = {t: hardware.gcp_built_in_gpus(t) for t in hosts.get_column(c.INSTANCE_TYPE).unique()}
     built_in = pl.DataFrame(
@@ -136,7 +151,9 @@ def _gcp(raw: pl.DataFrame, path: Path) -> pl.DataFrame:
     )
     attached = (
         n1.join(attachable, on=[c.REGION, c.ZONE])
-        .filter((pl.col(c.VCPUS) <= pl.col("max_vcpus")) & (pl.col(c.MEMORY_GIB) <= pl.col("max_mem")))
+        .filter(
+            (pl.col(c.VCPUS) <= pl.col("max_vcpus")) & (pl.col(c.MEMORY_GIB) <= pl.col("max_mem"))
+        )
         .with_columns(pl.lit(True).alias(c.GPU_ATTACHED))
     )
     priced = [

@@ -68,8 +68,13 @@ def cli() -> None:
 @click.option("--instance-type", "-t", help="Instance type.")
 @click.option("--num-nodes", type=click.IntRange(min=1), help="Number of nodes.")
 @click.option("--use-spot/--no-use-spot", default=None, help="Use spot instances.")
-@click.option("--alternatives", type=click.IntRange(min=0), default=8, show_default=True,
-              help="How many runner-ups to show.")
+@click.option(
+    "--alternatives",
+    type=click.IntRange(min=0),
+    default=8,
+    show_default=True,
+    help="How many runner-ups to show.",
+)
 def plan(
     task_file: Path,
     catalog_path: Path | None,
@@ -86,8 +91,13 @@ def plan(
     """Plan TASK_FILE: the cheapest feasible placement and the runner-ups."""
     work = skyplan.load_task(task_file)
     flags = {
-        "infra": infra, "accelerators": gpus, "cpus": cpus, "memory": memory,
-        "instance_type": instance_type, "use_spot": use_spot, "num_nodes": num_nodes,
+        "infra": infra,
+        "accelerators": gpus,
+        "cpus": cpus,
+        "memory": memory,
+        "instance_type": instance_type,
+        "use_spot": use_spot,
+        "num_nodes": num_nodes,
     }
     work = skyplan.with_overrides(work, {k: v for k, v in flags.items() if v is not None})
     catalog = skyplan.load_catalog(catalog_path)
@@ -140,11 +150,17 @@ def _skyplan_home() -> Path:
 
 @catalog_group.command("refresh")
 @click.argument("cloud")
-@click.option("--output", "-o", type=click.Path(path_type=Path),
-              help="File to write (default: $SKYPLAN_HOME/catalogs/CLOUD.csv).")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path),
+    help="File to write (default: $SKYPLAN_HOME/catalogs/CLOUD.csv).",
+)
 @click.option("--endpoint", help="Base URL of the pricing API (default: the public one).")
 @click.option("--region", "regions", multiple=True, help="Only these regions (repeatable).")
-def catalog_refresh(cloud: str, output: Path | None, endpoint: str | None, regions: tuple[str, ...]) -> None:
+def catalog_refresh(
+    cloud: str, output: Path | None, endpoint: str | None, regions: tuple[str, ...]
+) -> None:
     """Fetch current public prices for CLOUD (aws, azure, aws-libcloud) into a catalog file."""
     target = output or _skyplan_home() / "catalogs" / f"{cloud}.csv"
     quiet = not sys.stderr.isatty()
@@ -154,7 +170,9 @@ def catalog_refresh(cloud: str, output: Path | None, endpoint: str | None, regio
         if not quiet:
             err.print(f"[dim]{message}[/dim]")
 
-    rows = skyplan.refresh_catalog(cloud, target, endpoint=endpoint, regions=regions, progress=progress)
+    rows = skyplan.refresh_catalog(
+        cloud, target, endpoint=endpoint, regions=regions, progress=progress
+    )
     click.echo(f"wrote {rows:,} offers to {target}")
 
 

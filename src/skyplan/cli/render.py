@@ -17,7 +17,9 @@ import skyplan
 
 def console(stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
-    return Console(file=stream, highlight=False, soft_wrap=False, width=None if stream.isatty() else 200)
+    return Console(
+        file=stream, highlight=False, soft_wrap=False, width=None if stream.isatty() else 200
+    )
 
 
 def emit_json(data: Any) -> None:
@@ -40,16 +42,28 @@ def plan_table(plan: skyplan.Plan) -> list[Table]:
         title = f"task {placement.task}" if placement.task else "task"
         table = Table(title=f"{title}: {placement.option}", title_justify="left")
         for name, justify in (
-            ("", "left"), ("INFRA", "left"), ("INSTANCE", "left"), ("vCPUs", "right"),
-            ("Mem(GiB)", "right"), ("GPUS", "left"), ("SPOT", "left"), ("NODES", "right"),
+            ("", "left"),
+            ("INFRA", "left"),
+            ("INSTANCE", "left"),
+            ("vCPUs", "right"),
+            ("Mem(GiB)", "right"),
+            ("GPUS", "left"),
+            ("SPOT", "left"),
+            ("NODES", "right"),
             ("$/h", "right"),
         ):
             table.add_column(name, justify=justify)  # type: ignore[arg-type]
         for marker, offer in [("✔", placement.choice)] + [("", a) for a in placement.alternatives]:
             table.add_row(
-                marker, _where(offer), offer.instance_type, f"{offer.vcpus:g}",
-                f"{offer.memory_gib:g}", _accs(offer.accelerators), "yes" if offer.spot else "no",
-                str(offer.num_nodes), f"{offer.hourly_cost:.4f}",
+                marker,
+                _where(offer),
+                offer.instance_type,
+                f"{offer.vcpus:g}",
+                f"{offer.memory_gib:g}",
+                _accs(offer.accelerators),
+                "yes" if offer.spot else "no",
+                str(offer.num_nodes),
+                f"{offer.hourly_cost:.4f}",
                 style="bold green" if marker else None,
             )
         tables.append(table)

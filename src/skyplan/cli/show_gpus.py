@@ -19,10 +19,17 @@ def _money(value: float | None) -> str:
 @click.command("show-gpus")
 @click.argument("name", required=False)
 @click.option("--infra", help="Only this cloud / region, e.g. aws or gcp/us-central1.")
-@click.option("--catalog", "catalog_path", type=click.Path(path_type=Path), default=None,
-              help="Catalog to read (default: the shipped one).")
+@click.option(
+    "--catalog",
+    "catalog_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Catalog to read (default: the shipped one).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def show_gpus(name: str | None, infra: str | None, catalog_path: Path | None, as_json: bool) -> None:
+def show_gpus(
+    name: str | None, infra: str | None, catalog_path: Path | None, as_json: bool
+) -> None:
     """Accelerators in the catalog; with NAME (e.g. A100 or A100:8), every instance type
     offering it with the cheapest on-demand and spot price and where."""
     catalog = skyplan.load_catalog(catalog_path)
@@ -36,7 +43,9 @@ def show_gpus(name: str | None, infra: str | None, catalog_path: Path | None, as
             table.add_column(col)
         for row in rows:
             counts = ", ".join(f"{n:g}" for n in row["counts"])
-            table.add_row(row["accelerator"], counts, ", ".join(row["clouds"]), _money(row["min_price"]))
+            table.add_row(
+                row["accelerator"], counts, ", ".join(row["clouds"]), _money(row["min_price"])
+            )
         render.console().print(table)
         return
     rows = skyplan.accelerator_offers(catalog, name, infra)
@@ -44,13 +53,31 @@ def show_gpus(name: str | None, infra: str | None, catalog_path: Path | None, as
         render.emit_json({"offers": rows})
         return
     table = Table(title=f"{name} in {catalog.origin}", title_justify="left")
-    for col in ("GPU", "QTY", "CLOUD", "INSTANCE", "vCPUs", "Mem(GiB)", "ON-DEMAND", "REGION", "SPOT", "REGION"):
+    for col in (
+        "GPU",
+        "QTY",
+        "CLOUD",
+        "INSTANCE",
+        "vCPUs",
+        "Mem(GiB)",
+        "ON-DEMAND",
+        "REGION",
+        "SPOT",
+        "REGION",
+    ):
         table.add_column(col)
     for row in rows:
         table.add_row(
-            row["accelerator"], f"{row['accelerator_count']:g}", row["cloud"], row["instance_type"],
-            f"{row['vcpus']:g}", f"{row['memory_gib']:g}", _money(row["on_demand_price"]),
-            row["on_demand_region"] or "-", _money(row["spot_price"]), row["spot_region"] or "-",
+            row["accelerator"],
+            f"{row['accelerator_count']:g}",
+            row["cloud"],
+            row["instance_type"],
+            f"{row['vcpus']:g}",
+            f"{row['memory_gib']:g}",
+            _money(row["on_demand_price"]),
+            row["on_demand_region"] or "-",
+            _money(row["spot_price"]),
+            row["spot_region"] or "-",
         )
     render.console().print(table)
 
@@ -61,7 +88,12 @@ def summary_table(origin: str, rows: list[dict[str, Any]]) -> Table:
         table.add_column(col)
     for row in rows:
         table.add_row(
-            row["cloud"], f"{row['offers']:,}", str(row["regions"]), str(row["instance_types"]),
-            ", ".join(row["accelerators"]) or "-", row["as_of"], "\n".join(row["sources"]),
+            row["cloud"],
+            f"{row['offers']:,}",
+            str(row["regions"]),
+            str(row["instance_types"]),
+            ", ".join(row["accelerators"]) or "-",
+            row["as_of"],
+            "\n".join(row["sources"]),
         )
     return table

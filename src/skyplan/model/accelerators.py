@@ -100,6 +100,4 @@ def parse_accelerators(value: object) -> AcceleratorChoice:
                 raise ValueError(f"expected an accelerator name, got {key!r}")
             parsed.append(parse_one(key, count))
         return AcceleratorChoice(options=tuple(parsed), mode="any")
-    raise ValueError(
-        f"expected accelerators as 'A100:8', a list or a mapping, got {value!r}"
-    )
+    raise ValueError(f"expected accelerators as 'A100:8', a list or a mapping, got {value!r}")

@@ -13,9 +13,29 @@ from skyplan.errors import did_you_mean
 #: Infra names SkyPilot users write; a name here but absent from the catalog is "not offered",
 #: a name not here is a typo.
 KNOWN_CLOUDS: tuple[str, ...] = (
-    "aws", "azure", "cudo", "do", "fluidstack", "gcp", "hyperbolic", "ibm", "kubernetes",
-    "lambda", "local", "nebius", "oci", "paperspace", "primeintellect", "runpod", "scp",
-    "seeweb", "shadeform", "slurm", "ssh", "vast", "vsphere",
+    "aws",
+    "azure",
+    "cudo",
+    "do",
+    "fluidstack",
+    "gcp",
+    "hyperbolic",
+    "ibm",
+    "kubernetes",
+    "lambda",
+    "local",
+    "nebius",
+    "oci",
+    "paperspace",
+    "primeintellect",
+    "runpod",
+    "scp",
+    "seeweb",
+    "shadeform",
+    "slurm",
+    "ssh",
+    "vast",
+    "vsphere",
 )
 ALIASES = {"k8s": "kubernetes"}
 #: Clouds whose second infra part is a context or pool name that may itself contain '/'.
@@ -72,9 +92,7 @@ def parse_infra(value: object) -> Infra:
         return Infra(cloud=cloud, region=_part(rest))
     parts = rest.split("/")
     if len(parts) > 2:
-        raise ValueError(
-            f"infra {value!r} has too many parts; expected CLOUD[/REGION[/ZONE]]"
-        )
+        raise ValueError(f"infra {value!r} has too many parts; expected CLOUD[/REGION[/ZONE]]")
     region = _part(parts[0])
     zone = _part(parts[1]) if len(parts) == 2 else None
     return Infra(cloud=cloud, region=region, zone=zone)

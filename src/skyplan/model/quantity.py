@@ -14,10 +14,18 @@ from pydantic import BaseModel, ConfigDict
 
 _UNITS = {
     "": 1.0,
-    "k": 1 / 1024**2, "kb": 1 / 1024**2, "kib": 1 / 1024**2,
-    "m": 1 / 1024, "mb": 1 / 1024, "mib": 1 / 1024,
-    "g": 1.0, "gb": 1.0, "gib": 1.0,
-    "t": 1024.0, "tb": 1024.0, "tib": 1024.0,
+    "k": 1 / 1024**2,
+    "kb": 1 / 1024**2,
+    "kib": 1 / 1024**2,
+    "m": 1 / 1024,
+    "mb": 1 / 1024,
+    "mib": 1 / 1024,
+    "g": 1.0,
+    "gb": 1.0,
+    "gib": 1.0,
+    "t": 1024.0,
+    "tb": 1024.0,
+    "tib": 1024.0,
 }
 _AMOUNT = re.compile(r"^\s*(?P<num>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>[a-zA-Z]*)\s*(?P<plus>\+?)\s*$")
 
@@ -76,9 +84,7 @@ def parse_cpus(value: object) -> CpuSpec:
         try:
             count = float(body)
         except ValueError:
-            raise ValueError(
-                f"expected a vCPU count like 4 or '4+', got {value!r}"
-            ) from None
+            raise ValueError(f"expected a vCPU count like 4 or '4+', got {value!r}") from None
     else:
         count, plus = _number(value, "cpus"), False
     if not count > 0:

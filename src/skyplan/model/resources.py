@@ -299,7 +299,9 @@ class Resources(BaseModel):
         if self.ordered is not None:
             return [group for entry in self.ordered for group in self.merged(entry)._groups()]
         if self.any_of is not None:
-            merged = [opt for entry in self.any_of for g in self.merged(entry)._groups() for opt in g]
+            merged = [
+                opt for entry in self.any_of for g in self.merged(entry)._groups() for opt in g
+            ]
             return [list(dict.fromkeys(merged))]
         return self._groups()
 

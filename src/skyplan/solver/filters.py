@@ -8,7 +8,6 @@ Filters are evaluated over the whole frame at once, never row by row.
 
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -16,6 +15,7 @@ import polars as pl
 
 from skyplan.catalog import Catalog, hardware
 from skyplan.catalog import schema as c
+from skyplan.catalog.expr import glob_expr
 from skyplan.model import CpuSpec, MemorySpec, ResourceOption
 from skyplan.registry import Registry
 
@@ -50,12 +50,6 @@ class Filter(Protocol):
     def expr(self, req: Request) -> pl.Expr | None: ...
 
     def requirement(self, req: Request) -> str: ...
-
-
-def glob_expr(column: str, pattern: str) -> pl.Expr:
-    if any(ch in pattern for ch in "*?["):
-        return pl.col(column).fill_null("").str.contains(fnmatch.translate(pattern))
-    return pl.col(column) == pattern
 
 
 def _cpu_expr(spec: CpuSpec) -> pl.Expr:
@@ -138,7 +132,11 @@ class CpuFilter:
         if req.option.memory is None and req.cpu_only:
             return _cpu_expr(DEFAULT_CPUS)
         acc = req.option.accelerator
-        if acc is not None and req.option.memory is None and acc.name in hardware.GCP_DEFAULT_VCPUS_PER_GPU:
+        if (
+            acc is not None
+            and req.option.memory is None
+            and acc.name in hardware.GCP_DEFAULT_VCPUS_PER_GPU
+        ):
             per_gpu = hardware.GCP_DEFAULT_VCPUS_PER_GPU[acc.name]
             default = CpuSpec(count=per_gpu * acc.count, at_least=True)
             return ~pl.col(c.GPU_ATTACHED) | _cpu_expr(default)
@@ -162,7 +160,11 @@ class MemoryFilter:
         if req.cpu_only:
             return _memory_expr(DEFAULT_MEMORY_RATIO)
         acc = req.option.accelerator
-        if acc is not None and req.option.cpus is None and acc.name in hardware.GCP_DEFAULT_VCPUS_PER_GPU:
+        if (
+            acc is not None
+            and req.option.cpus is None
+            and acc.name in hardware.GCP_DEFAULT_VCPUS_PER_GPU
+        ):
             ratio = MemorySpec(gib=hardware.GCP_HIGHMEM_RATIO, mode="per_cpu")
             return ~pl.col(c.GPU_ATTACHED) | _memory_expr(ratio)
         return None
@@ -175,18 +177,27 @@ class MemoryFilter:
         return "the default host memory for attached GPUs"
 
 
+#: Column the planner adds once per catalog: is this row in its cloud's default CPU family?
+DEFAULT_FAMILY = "_default_family"
+
+
+def default_family_expr() -> pl.Expr:
+    """Whether a row's instance type is in its cloud's default CPU family (see above)."""
+    expr = pl.lit(True)
+    for cloud, pattern in CPU_DEFAULT_FAMILIES.items():
+        expr = (
+            pl.when(pl.col(c.CLOUD) == cloud)
+            .then(pl.col(c.INSTANCE_TYPE).str.contains(pattern))
+            .otherwise(expr)
+        )
+    return expr
+
+
 class DefaultFamilyFilter:
     name = "default-family"
 
     def expr(self, req: Request) -> pl.Expr | None:
-        if not req.cpu_only:
-            return None
-        expr = pl.lit(True)
-        for cloud, pattern in CPU_DEFAULT_FAMILIES.items():
-            expr = pl.when(pl.col(c.CLOUD) == cloud).then(
-                pl.col(c.INSTANCE_TYPE).str.contains(pattern)
-            ).otherwise(expr)
-        return expr
+        return pl.col(DEFAULT_FAMILY) if req.cpu_only else None
 
     def requirement(self, req: Request) -> str:
         return "default CPU families (aws m6i/c6i/r6i, gcp n4, azure Dsv5/Esv5/Fsv2)"
@@ -227,15 +238,16 @@ class CapacityFilter:
 FILTERS: Registry[Filter] = Registry("filter")
 
 #: The default order. Each step's rejection count is reported, so the order is also the order
-#: of the explanation: where first, then what, then how much.
+#: of the explanation: what first, then where, then shape and price. The accelerator comes
+#: first also because the planner applies it through a per-catalog partition (see planner).
 DEFAULT_FILTERS: tuple[Filter, ...] = tuple(
     FILTERS.register(f.name, f)
     for f in (
+        AcceleratorFilter(),  # accelerator name and count per node (or none for CPU-only)
         CloudFilter(),  # infra / cloud pin
         RegionFilter(),  # infra / region pin, globs allowed
         ZoneFilter(),  # infra / zone pin, globs allowed
         InstanceTypeFilter(),  # instance_type pin
-        AcceleratorFilter(),  # accelerator name and count per node (or none for CPU-only)
         CpuFilter(),  # cpus, or SkyPilot's default for CPU-only tasks and attached GPUs
         MemoryFilter(),  # memory, or SkyPilot's default ratio
         DefaultFamilyFilter(),  # CPU-only tasks use current general-purpose families

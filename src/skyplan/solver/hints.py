@@ -63,7 +63,9 @@ def _accelerator(req: Request, before: pl.DataFrame) -> str:
         )
     same = before.filter(pl.col(c.ACCELERATOR) == acc.name)
     if same.height:
-        counts = sorted({f"{n:g}" for n in same.get_column(c.ACCELERATOR_COUNT).to_list()}, key=float)
+        counts = sorted(
+            {f"{n:g}" for n in same.get_column(c.ACCELERATOR_COUNT).to_list()}, key=float
+        )
         return f"{acc.name} is offered with {', '.join(counts)} per node there"
     anywhere = req.catalog.frame.filter(pl.col(c.ACCELERATOR) == acc.name)
     if anywhere.height:
@@ -90,17 +92,18 @@ def _pricing(req: Request, before: pl.DataFrame) -> str:
     priced = before.filter(pl.col(other).is_not_null())
     if not priced.height:
         return "no price is known for these offers"
-    cheapest = priced.get_column(other).min() * req.num_nodes  # type: ignore[operator]
+    cheapest = float(priced.get_column(other).min()) * req.num_nodes  # type: ignore[arg-type]
     kind = "on-demand" if req.option.use_spot else "spot"
     return f"{kind} is offered from ${cheapest:.4g}/h"
 
 
 def _price_cap(req: Request, before: pl.DataFrame) -> str:
-    return f"the cheapest offer costs ${before.get_column('cost').min():.4g}/h"
+    cheapest = float(before.get_column("cost").min())  # type: ignore[arg-type]
+    return f"the cheapest offer costs ${cheapest:.4g}/h"
 
 
 def _capacity(req: Request, before: pl.DataFrame) -> str:
-    largest = before.get_column(c.CAPACITY).max()
+    largest = int(before.get_column(c.CAPACITY).max())  # type: ignore[arg-type]
     return f"the largest pool has room for {largest} node(s)"
 
 

@@ -9,6 +9,7 @@ broken by cloud, region, zone and instance type so equal inputs give equal plans
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,12 +19,56 @@ from skyplan.catalog import Catalog
 from skyplan.catalog import schema as c
 from skyplan.errors import NoFeasiblePlacement, Rejection, did_you_mean
 from skyplan.model import Accelerator, Dag, FilterStep, Offer, Placement, Plan, ResourceOption, Task
-from skyplan.solver.filters import DEFAULT_FILTERS, Filter, Request
+from skyplan.solver.filters import (
+    DEFAULT_FAMILY,
+    DEFAULT_FILTERS,
+    AcceleratorFilter,
+    Filter,
+    Request,
+    default_family_expr,
+)
 from skyplan.solver.hints import would_fit
 
 COST = "cost"
 _ORDER = [COST, c.CLOUD, c.REGION, c.ZONE, c.INSTANCE_TYPE]
 _SHAPE = [c.CLOUD, c.INSTANCE_TYPE, c.ACCELERATOR, c.ACCELERATOR_COUNT]
+
+
+_PREPARED: weakref.WeakKeyDictionary[Catalog, Prepared] = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Derived data computed once per catalog (a cache: it never changes the catalog): the
+    frame with the default-family column, and its rows partitioned by accelerator."""
+
+    frame: pl.DataFrame
+    by_accelerator: dict[str | None, pl.DataFrame]
+
+    @classmethod
+    def of(cls, catalog: Catalog) -> Prepared:
+        found = _PREPARED.get(catalog)
+        if found is None:
+            frame = catalog.frame.with_columns(default_family_expr().alias(DEFAULT_FAMILY))
+            parts = frame.partition_by(c.ACCELERATOR, as_dict=True, maintain_order=True)
+            found = cls(
+                frame, {str(k[0]) if k[0] is not None else None: v for k, v in parts.items()}
+            )
+            _PREPARED[catalog] = found
+        return found
+
+    def rows_for(self, req: Request) -> pl.DataFrame | None:
+        """The accelerator filter's rows, from the partition; None where a partition does not
+        apply (an instance-type pin without accelerators may match any partition)."""
+        acc = req.option.accelerator
+        if acc is None:
+            if req.option.instance_type:
+                return None
+            return self.by_accelerator.get(None, self.frame.clear())
+        part = self.by_accelerator.get(acc.name)
+        if part is None:
+            return self.frame.clear()
+        return part.filter(pl.col(c.ACCELERATOR_COUNT) == acc.count)
 
 
 @dataclass(frozen=True)
@@ -44,7 +89,9 @@ def _canonical(option: ResourceOption, catalog: Catalog) -> ResourceOption | Rej
     if name is None:
         guess = did_you_mean(acc.name, catalog.accelerators)
         hint = f"did you mean {guess}?" if guess else "known: " + ", ".join(catalog.accelerators)
-        return Rejection(f"accelerators {acc}", len(catalog), 0, f"{acc.name} is not in this catalog; {hint}")
+        return Rejection(
+            f"accelerators {acc}", len(catalog), 0, f"{acc.name} is not in this catalog; {hint}"
+        )
     return option.model_copy(update={"accelerator": Accelerator(name=name, count=acc.count)})
 
 
@@ -56,29 +103,49 @@ def evaluate(
     if isinstance(canonical, Rejection):
         return Evaluation(option, (), catalog.frame.clear(), canonical)
     req = Request(option=canonical, num_nodes=num_nodes, catalog=catalog)
+    prepared = Prepared.of(catalog)
     price = c.SPOT_PRICE if canonical.use_spot else c.PRICE
-    frame = catalog.frame.with_columns((pl.col(price) * num_nodes).alias(COST))
+    full = prepared.frame.with_columns((pl.col(price) * num_nodes).alias(COST))
+    frame, steps, before = full, [], full.height
+    partition = prepared.rows_for(req)
+    if filters and isinstance(filters[0], AcceleratorFilter) and partition is not None:
+        # The first filter, applied through the per-catalog partition: same rows, no scan.
+        first = filters[0]
+        frame = partition.with_columns((pl.col(price) * num_nodes).alias(COST))
+        steps.append(
+            FilterStep(
+                name=first.name,
+                requirement=first.requirement(req),
+                before=before,
+                after=frame.height,
+            )
+        )
+        before, filters = frame.height, filters[1:]
+    offset = len(steps)
     active = [(f, e) for f in filters if (e := f.expr(req)) is not None]
-    if active:
-        counts = frame.select(
+    counts = (
+        frame.select(
             pl.all_horizontal([e for _, e in active[: i + 1]]).sum().alias(str(i))
             for i in range(len(active))
         ).row(0)
-    else:
-        counts = ()
-    steps, before = [], frame.height
+        if active
+        else ()
+    )
     for (f, _), after in zip(active, counts, strict=True):
-        steps.append(FilterStep(name=f.name, requirement=f.requirement(req), before=before, after=after))
+        steps.append(
+            FilterStep(name=f.name, requirement=f.requirement(req), before=before, after=after)
+        )
         before = after
-    if not active:
-        return Evaluation(canonical, (), frame, None)
-    offers = frame.filter(pl.all_horizontal([e for _, e in active]))
+    offers = frame.filter(pl.all_horizontal([e for _, e in active])) if active else frame
     rejection = None
     if offers.height == 0:
         index = next(i for i, s in enumerate(steps) if s.after == 0)
         step = steps[index]
-        previous = [e for _, e in active[:index]]
-        remaining = frame.filter(pl.all_horizontal(previous)) if previous else frame
+        if index < offset:
+            remaining = full
+        else:
+            previous = [e for _, e in active[: index - offset]]
+            remaining = frame.filter(pl.all_horizontal(previous)) if previous else frame
         rejection = Rejection(
             step.requirement, step.removed, 0, would_fit(step.name, req, remaining)
         )
@@ -102,7 +169,9 @@ def _offer(row: dict[str, object], spot: bool, num_nodes: int) -> Offer:
     )
 
 
-def _rank(evaluations: list[Evaluation], num_nodes: int, limit: int) -> tuple[Offer, list[Offer], int]:
+def _rank(
+    evaluations: list[Evaluation], num_nodes: int, limit: int
+) -> tuple[Offer, list[Offer], int]:
     """The winner, the runner-ups (the best of each shape: every cloud's best plus the cheapest
     others, up to `limit`) and the index of the winning evaluation."""
     frames = [
@@ -124,8 +193,8 @@ def _rank(evaluations: list[Evaluation], num_nodes: int, limit: int) -> tuple[Of
         if row not in chosen:
             chosen.append(row)
     chosen.sort(key=lambda r: rows.index(r))
-    offers = [_offer(r, bool(r["_spot"]), num_nodes) for r in chosen[:max(limit, len(per_cloud))]]
-    return _offer(winner, bool(winner["_spot"]), num_nodes), offers, int(winner["_option"])  # type: ignore[call-overload]
+    offers = [_offer(r, bool(r["_spot"]), num_nodes) for r in chosen[: max(limit, len(per_cloud))]]
+    return _offer(winner, bool(winner["_spot"]), num_nodes), offers, int(str(winner["_option"]))
 
 
 def place(
