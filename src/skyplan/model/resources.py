@@ -10,9 +10,16 @@ wins; the first group with any feasible offer is used (SkyPilot's `ordered` sema
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from skyplan.model.accelerators import Accelerator, AcceleratorChoice, parse_accelerators
 from skyplan.model.infra import Infra, canonical_cloud, parse_infra
@@ -133,6 +140,61 @@ def parse_ports(value: object) -> tuple[str, ...] | None:
     return tuple(out)
 
 
+def _input(description: str, *alternatives: dict[str, Any]) -> WithJsonSchema:
+    """The JSON Schema editors see for a field: its YAML spellings, not its parsed form."""
+    return WithJsonSchema({"anyOf": [*alternatives, {"type": "null"}], "description": description})
+
+
+_NUMBER = {"type": "number"}
+_STRING = {"type": "string"}
+InfraInput = Annotated[
+    Infra | None,
+    _input("CLOUD[/REGION[/ZONE]], k8s/CONTEXT or ssh/POOL; '*' and globs allowed", _STRING),
+]
+AcceleratorsInput = Annotated[
+    AcceleratorChoice | None,
+    _input(
+        "'A100', 'A100:8', a list (ordered preference) or a mapping of several (any of)",
+        _STRING,
+        {"type": "array", "items": _STRING},
+        {"type": "object", "additionalProperties": {"anyOf": [_NUMBER, {"type": "null"}]}},
+    ),
+]
+CpusInput = Annotated[CpuSpec | None, _input("vCPUs per node: 4 (exactly) or '4+'", _NUMBER, _STRING)]
+MemoryInput = Annotated[
+    MemorySpec | None,
+    _input("GiB per node: 16, '16+', '16GB', '1TB+', or '4x' (GiB per vCPU)", _NUMBER, _STRING),
+]
+DiskInput = Annotated[int | None, _input("disk size in GiB: 256 or '1TB'", _NUMBER, _STRING)]
+PortsInput = Annotated[
+    tuple[str, ...] | None,
+    _input(
+        "a port, a range '8000-8010', or a list of them",
+        {"type": "integer"},
+        _STRING,
+        {"type": "array", "items": {"anyOf": [{"type": "integer"}, _STRING]}},
+    ),
+]
+AutostopInput = Annotated[
+    Autostop | None,
+    _input(
+        "true/false, idle minutes (10, '2h') or {idle_minutes, down}",
+        {"type": "boolean"},
+        {"type": "integer"},
+        _STRING,
+        {"type": "object"},
+    ),
+]
+RecoveryInput = Annotated[
+    JobRecovery | None,
+    _input(
+        "a strategy (failover, eager-next-region) or {strategy, max_restarts_on_errors}",
+        _STRING,
+        {"type": "object"},
+    ),
+]
+
+
 class ResourceOption(BaseModel):
     """One concrete alternative the planner matches against catalog offers."""
 
@@ -170,23 +232,23 @@ class Resources(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    infra: Infra | None = None
+    infra: InfraInput = None
     cloud: str | None = None
     region: str | None = None
     zone: str | None = None
     instance_type: str | None = None
-    accelerators: AcceleratorChoice | None = None
-    cpus: CpuSpec | None = None
-    memory: MemorySpec | None = None
+    accelerators: AcceleratorsInput = None
+    cpus: CpusInput = None
+    memory: MemoryInput = None
     use_spot: bool | None = None
-    job_recovery: JobRecovery | None = None
-    disk_size: int | None = None
+    job_recovery: RecoveryInput = None
+    disk_size: DiskInput = None
     disk_tier: Literal["low", "medium", "high", "ultra", "best"] | None = None
     network_tier: Literal["standard", "best"] | None = None
-    ports: tuple[str, ...] | None = None
+    ports: PortsInput = None
     labels: dict[str, str] | None = None
     image_id: str | dict[str, str] | None = None
-    autostop: Autostop | None = None
+    autostop: AutostopInput = None
     max_hourly_cost: float | None = Field(default=None, gt=0)
     accelerator_args: dict[str, Any] | None = None
     priority: int | None = Field(default=None, ge=0, le=1000)

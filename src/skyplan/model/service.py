@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from skyplan.model.resources import parse_ports
+from skyplan.model.resources import PortsInput, parse_ports
 
 
 class ReadinessProbe(BaseModel):
@@ -75,7 +75,7 @@ class ServiceSpec(BaseModel):
     readiness_probe: ReadinessProbe = ReadinessProbe()
     replicas: int | None = Field(default=None, ge=0)
     replica_policy: ReplicaPolicy | None = None
-    ports: tuple[str, ...] | None = None
+    ports: PortsInput = None
     load_balancing_policy: str | None = None
     tls: Tls | None = None
 
