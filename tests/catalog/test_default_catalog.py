@@ -58,7 +58,12 @@ def test_curated_rows_cite_a_url() -> None:
 
 
 def test_aws_csv_is_reproducible_from_libcloud() -> None:
+    import libcloud
+
     shipped = read(DEFAULT / "aws.csv")
+    made_with = shipped.get_column(c.SOURCE)[0].split()[1]
+    if made_with != libcloud.__version__:
+        pytest.skip(f"aws.csv was built with libcloud {made_with}; {libcloud.__version__} is here")
     built = libcloud_ec2.build()
     assert shipped.equals(built), "catalogs/default/aws.csv is stale: run catalogs/build_default.py"
 
