@@ -160,7 +160,9 @@ AcceleratorsInput = Annotated[
         {"type": "object", "additionalProperties": {"anyOf": [_NUMBER, {"type": "null"}]}},
     ),
 ]
-CpusInput = Annotated[CpuSpec | None, _input("vCPUs per node: 4 (exactly) or '4+'", _NUMBER, _STRING)]
+CpusInput = Annotated[
+    CpuSpec | None, _input("vCPUs per node: 4 (exactly) or '4+'", _NUMBER, _STRING)
+]
 MemoryInput = Annotated[
     MemorySpec | None,
     _input("GiB per node: 16, '16+', '16GB', '1TB+', or '4x' (GiB per vCPU)", _NUMBER, _STRING),
