@@ -10,6 +10,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from skyplan.catalog import Catalog, default_catalog_path, load_catalog
 from skyplan.catalog.queries import accelerator_offers, accelerator_summary, catalog_summary
 from skyplan.errors import Diagnostic, TaskError
@@ -45,8 +47,17 @@ def with_overrides(work: Dag, overrides: dict[str, Any], origin: str = "<flags>"
     num_nodes = fields.pop("num_nodes", None)
     try:
         patch = Resources.model_validate(fields)
-    except Exception as exc:  # pydantic.ValidationError; message is already user-facing
-        raise TaskError([Diagnostic(Span(origin), str(exc).splitlines()[-1].strip())]) from None
+    except ValidationError as exc:
+        raise TaskError(
+            [
+                Diagnostic(
+                    Span(origin),
+                    str(err["msg"]).removeprefix("Value error, "),
+                    field=".".join(str(p) for p in err["loc"]) or None,
+                )
+                for err in exc.errors(include_url=False)
+            ]
+        ) from None
     tasks = []
     for task in work.tasks:
         update: dict[str, Any] = {"resources": task.resources.merged(patch)}

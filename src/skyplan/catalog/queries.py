@@ -49,7 +49,7 @@ def accelerator_offers(
     canonical = catalog.canonical_accelerator(name.split(":")[0])
     if canonical is None:
         guess = did_you_mean(name, catalog.accelerators)
-        hint = f"did you mean {guess}?" if guess else None
+        hint = f"did you mean {guess!r}?" if guess else None
         raise NoFeasiblePlacement(
             None, f"{name} is not in this catalog", [Rejection(name, len(catalog), 0, hint)]
         )

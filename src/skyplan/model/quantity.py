@@ -87,8 +87,8 @@ def parse_cpus(value: object) -> CpuSpec:
             raise ValueError(f"expected a vCPU count like 4 or '4+', got {value!r}") from None
     else:
         count, plus = _number(value, "cpus"), False
-    if not count > 0:
-        raise ValueError(f"cpus must be greater than 0, got {value!r}")
+    if not 0 < count < float("inf"):
+        raise ValueError(f"cpus must be a finite number greater than 0, got {value!r}")
     return CpuSpec(count=count, at_least=plus)
 
 
@@ -119,8 +119,8 @@ def parse_memory(value: object) -> MemorySpec:
             raise ValueError(f"memory ratio must be greater than 0, got {value!r}")
         return MemorySpec(gib=ratio, mode="per_cpu")
     gib, plus = parse_size_gib(value, "memory")
-    if not gib > 0:
-        raise ValueError(f"memory must be greater than 0, got {value!r}")
+    if not 0 < gib < float("inf"):
+        raise ValueError(f"memory must be a finite size greater than 0, got {value!r}")
     return MemorySpec(gib=gib, mode="at_least" if plus else "exact")
 
 

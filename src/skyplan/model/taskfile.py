@@ -42,8 +42,20 @@ _MODEL_AT: dict[str, type[BaseModel]] = {
 }
 
 
-def _walk(node: yaml.Node, path: Path, out: dict[Path, tuple[int, int]], dupes: list[Path]) -> None:
+def _walk(
+    node: yaml.Node,
+    path: Path,
+    out: dict[Path, tuple[int, int]],
+    dupes: list[Path],
+    seen_nodes: set[int] | None = None,
+) -> None:
+    """Record the position of every key and item. An alias re-uses a node: it is walked once,
+    so self-referencing anchors and alias bombs cost nothing here."""
     out.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
+    seen_nodes = set() if seen_nodes is None else seen_nodes
+    if id(node) in seen_nodes:
+        return
+    seen_nodes.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key, value in node.value:
@@ -53,10 +65,10 @@ def _walk(node: yaml.Node, path: Path, out: dict[Path, tuple[int, int]], dupes: 
                 dupes.append(child)
             seen.add(name)
             out[child] = (key.start_mark.line + 1, key.start_mark.column + 1)
-            _walk(value, child, out, dupes)
+            _walk(value, child, out, dupes, seen_nodes)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _walk(item, (*path, index), out, dupes)
+            _walk(item, (*path, index), out, dupes, seen_nodes)
 
 
 def _dotted(path: Path) -> str:
@@ -130,12 +142,14 @@ def _diagnostics(exc: ValidationError, located: _Located) -> list[Diagnostic]:
     return list(by_path.values())
 
 
-def _as_mapping(data: Any, located: _Located, what: str) -> dict[str, Any]:
+def _as_mapping(data: Any, located: _Located, what: str, source: Source) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
+        shown = repr(data) if len(repr(data)) < 60 else repr(data)[:57] + "..."
         raise TaskError(
-            [Diagnostic(located.span(()), f"{what} must be a mapping of fields, got {data!r}")]
+            [Diagnostic(located.span(()), f"{what} must be a mapping of fields, got {shown}")],
+            source,
         )
     return data
 
@@ -181,7 +195,7 @@ def parse_task_text(text: str, name: str = "<string>") -> Dag:
     header: DagHeader | None = None
     if len(documents) > 1:
         first, first_loc = documents[0]
-        first_map = _as_mapping(first, first_loc, "a document")
+        first_map = _as_mapping(first, first_loc, "a document", source)
         if set(first_map) <= HEADER_KEYS:
             try:
                 header = DagHeader.model_validate(first_map)
@@ -192,7 +206,7 @@ def parse_task_text(text: str, name: str = "<string>") -> Dag:
     tasks: list[Task] = []
     problems: list[Diagnostic] = []
     for data, located in documents:
-        mapping = _as_mapping(data, located, "a task")
+        mapping = _as_mapping(data, located, "a task", source)
         try:
             tasks.append(Task.model_validate(mapping))
         except ValidationError as exc:

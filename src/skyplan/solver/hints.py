@@ -49,7 +49,7 @@ def _instance_type(req: Request, before: pl.DataFrame) -> str:
     wanted = req.option.instance_type or ""
     types = before.get_column(c.INSTANCE_TYPE).unique().to_list()
     guess = did_you_mean(wanted, types)
-    return f"did you mean {guess}?" if guess else f"{wanted} is not offered there"
+    return f"did you mean {guess!r}?" if guess else f"{wanted} is not offered there"
 
 
 def _accelerator(req: Request, before: pl.DataFrame) -> str:

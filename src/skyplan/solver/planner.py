@@ -88,7 +88,7 @@ def _canonical(option: ResourceOption, catalog: Catalog) -> ResourceOption | Rej
     name = catalog.canonical_accelerator(acc.name)
     if name is None:
         guess = did_you_mean(acc.name, catalog.accelerators)
-        hint = f"did you mean {guess}?" if guess else "known: " + ", ".join(catalog.accelerators)
+        hint = f"did you mean {guess!r}?" if guess else "known: " + ", ".join(catalog.accelerators)
         return Rejection(
             f"accelerators {acc}", len(catalog), 0, f"{acc.name} is not in this catalog; {hint}"
         )

@@ -1,0 +1,94 @@
+"""The public API is small, flat and guarded: `skyplan.__all__` is exactly this set, sorted,
+every name resolves, and `import skyplan` stays light (no solver, DSL or backend SDKs)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import subprocess
+import sys
+
+import pytest
+
+import skyplan
+
+EXPORTED = {
+    "Catalog",
+    "CatalogError",
+    "Dag",
+    "Diagnostic",
+    "InputError",
+    "NoFeasiblePlacement",
+    "Offer",
+    "Placement",
+    "PlacementError",
+    "Plan",
+    "Rejection",
+    "Resources",
+    "ServiceSpec",
+    "SkyplanError",
+    "Task",
+    "TaskError",
+    "__version__",
+    "accelerator_offers",
+    "accelerator_summary",
+    "catalog_summary",
+    "default_catalog_path",
+    "load_catalog",
+    "load_task",
+    "parse_task",
+    "plan",
+    "refresh_catalog",
+    "task_schema",
+    "with_overrides",
+}
+#: Imported lazily, by the layers that need them, never by `import skyplan`.
+HEAVY = ("ortools", "lark", "kubernetes", "libcloud", "paramiko")
+
+
+def test_exported_names_are_exactly_these() -> None:
+    assert set(skyplan.__all__) == EXPORTED
+
+
+def test_all_is_sorted_without_duplicates() -> None:
+    assert skyplan.__all__ == sorted(skyplan.__all__)
+    assert len(skyplan.__all__) == len(set(skyplan.__all__))
+
+
+@pytest.mark.parametrize("name", sorted(EXPORTED))
+def test_every_exported_name_resolves(name: str) -> None:
+    assert getattr(skyplan, name) is not None
+
+
+def test_version_matches_the_package_metadata() -> None:
+    assert skyplan.__version__ == importlib.metadata.version("skyplan")
+
+
+@pytest.mark.parametrize(
+    ("error", "parent", "exit_code"),
+    [
+        pytest.param(skyplan.InputError, skyplan.SkyplanError, 2, id="input-error"),
+        pytest.param(skyplan.TaskError, skyplan.InputError, 2, id="task-error"),
+        pytest.param(skyplan.CatalogError, skyplan.InputError, 2, id="catalog-error"),
+        pytest.param(skyplan.PlacementError, skyplan.SkyplanError, 1, id="placement-error"),
+        pytest.param(skyplan.NoFeasiblePlacement, skyplan.PlacementError, 1, id="no-feasible"),
+    ],
+)
+def test_error_tree(error: type[skyplan.SkyplanError], parent: type, exit_code: int) -> None:
+    assert issubclass(error, parent)
+    assert error.exit_code == exit_code
+
+
+def test_import_skyplan_loads_no_heavy_dependency() -> None:
+    code = (
+        "import json, sys\n"
+        "import skyplan\n"
+        f"heavy = {HEAVY!r}\n"
+        "loaded = sorted({m.split('.')[0] for m in sys.modules} & set(heavy))\n"
+        "print(json.dumps(loaded))\n"
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert child.returncode == 0, child.stderr
+    assert json.loads(child.stdout) == []
