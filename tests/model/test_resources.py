@@ -87,9 +87,7 @@ def opt(
             [[opt(infra="aws/us-east-1/us-east-1a")]],
             id="legacy-cloud-region-zone-become-infra",
         ),
-        pytest.param(
-            {"cloud": "AWS"}, [[opt(infra="aws")]], id="legacy-cloud-canonicalized"
-        ),
+        pytest.param({"cloud": "AWS"}, [[opt(infra="aws")]], id="legacy-cloud-canonicalized"),
         pytest.param(
             {
                 "instance_type": "p4d.24xlarge",
@@ -121,8 +119,11 @@ def test_option_groups(fields: dict[str, Any], groups: list[list[ResourceOption]
     ("option", "text"),
     [
         pytest.param(opt(), "default resources", id="nothing"),
-        pytest.param(opt("A100:8", infra="aws", spot=True), "infra=aws, accelerators=A100:8, spot",
-                     id="accelerator-infra-spot"),
+        pytest.param(
+            opt("A100:8", infra="aws", spot=True),
+            "infra=aws, accelerators=A100:8, spot",
+            id="accelerator-infra-spot",
+        ),
         pytest.param(opt(cpus=CpuSpec(count=4, at_least=True)), "cpus=4+", id="cpus"),
     ],
 )
@@ -141,16 +142,26 @@ def test_gpus_is_an_alias_of_accelerators() -> None:
 @pytest.mark.parametrize(
     ("fields", "match"),
     [
-        pytest.param({"infra": "aws", "cloud": "aws"}, "either 'infra' or the older",
-                     id="infra-and-cloud"),
-        pytest.param({"infra": "aws", "region": "us-east-1"}, "either 'infra' or the older",
-                     id="infra-and-region"),
-        pytest.param({"any_of": [{}], "ordered": [{}]}, "either 'any_of' or 'ordered'",
-                     id="any-of-and-ordered"),
+        pytest.param(
+            {"infra": "aws", "cloud": "aws"}, "either 'infra' or the older", id="infra-and-cloud"
+        ),
+        pytest.param(
+            {"infra": "aws", "region": "us-east-1"},
+            "either 'infra' or the older",
+            id="infra-and-region",
+        ),
+        pytest.param(
+            {"any_of": [{}], "ordered": [{}]},
+            "either 'any_of' or 'ordered'",
+            id="any-of-and-ordered",
+        ),
         pytest.param({"any_of": []}, "at least one entry", id="empty-any-of"),
         pytest.param({"ordered": [{"any_of": [{}]}]}, "cannot nest", id="nested-any-of"),
-        pytest.param({"gpus": "A100", "accelerators": "T4"}, "alias 'gpus', not both",
-                     id="gpus-and-accelerators"),
+        pytest.param(
+            {"gpus": "A100", "accelerators": "T4"},
+            "alias 'gpus', not both",
+            id="gpus-and-accelerators",
+        ),
         pytest.param({"acelerators": "A100"}, "Extra inputs are not permitted", id="unknown-key"),
         pytest.param({"cloud": "awz"}, "did you mean 'aws'", id="cloud-typo"),
         pytest.param({"cloud": 42}, "expected a cloud name", id="cloud-not-a-string"),
@@ -205,9 +216,7 @@ def test_labels_are_strings() -> None:
             {"idle_minutes": 5, "down": True}, Autostop(idle_minutes=5, down=True), id="mapping"
         ),
         pytest.param({"down": True}, Autostop(down=True), id="mapping-down-only"),
-        pytest.param(
-            {"idle_minutes": "1h"}, Autostop(idle_minutes=60), id="mapping-duration"
-        ),
+        pytest.param({"idle_minutes": "1h"}, Autostop(idle_minutes=60), id="mapping-duration"),
     ],
 )
 def test_autostop(value: object, expected: Autostop) -> None:
@@ -272,8 +281,9 @@ def test_job_recovery(value: object, expected: JobRecovery) -> None:
         pytest.param({"strategy": 1}, "must be a name", id="strategy-not-a-name"),
         pytest.param({"retries": 3}, "unknown job_recovery key", id="unknown-key"),
         pytest.param(5, "strategy name or a mapping", id="number"),
-        pytest.param({"max_restarts_on_errors": -1}, "greater than or equal to 0",
-                     id="negative-restarts"),
+        pytest.param(
+            {"max_restarts_on_errors": -1}, "greater than or equal to 0", id="negative-restarts"
+        ),
     ],
 )
 def test_job_recovery_rejects(value: object, match: str) -> None:
@@ -315,3 +325,24 @@ def test_ports(value: object, expected: tuple[str, ...]) -> None:
 def test_ports_reject(value: object) -> None:
     with pytest.raises(ValidationError, match="port"):
         res(ports=value)
+
+
+@pytest.mark.parametrize(
+    "base, entry, expected",
+    [
+        pytest.param({"cloud": "aws"}, {"region": "us-west-2"}, "aws/us-west-2", id="legacy-part"),
+        pytest.param(
+            {"infra": "aws"}, {"region": "us-west-2"}, "aws/us-west-2", id="infra-then-part"
+        ),
+        pytest.param({"infra": "aws/us-east-1"}, {"infra": "gcp"}, "gcp", id="infra-replaces-all"),
+        pytest.param(
+            {"cloud": "aws", "zone": "a"}, {"infra": "gcp"}, "gcp", id="infra-clears-legacy"
+        ),
+    ],
+)
+def test_any_of_entries_override_location_like_skypilot(
+    base: dict[str, object], entry: dict[str, object], expected: str
+) -> None:
+    resources = Resources.model_validate({**base, "any_of": [entry]})
+    [[option]] = resources.option_groups()
+    assert str(option.infra) == expected

@@ -349,12 +349,18 @@ class Resources(BaseModel):
         return Infra(cloud=self.cloud, region=self.region, zone=self.zone)
 
     def merged(self, override: Resources) -> Resources:
-        """These resources with every field `override` sets replacing ours."""
-        pins = ("infra", "cloud", "region", "zone")
+        """These resources with every field `override` sets replacing ours. An `infra` in the
+        override replaces the whole location; the older `cloud`/`region`/`zone` replace only
+        the parts they set, as SkyPilot merges them."""
+        legacy = ("cloud", "region", "zone")
         updates: dict[str, Any] = {"any_of": None, "ordered": None}
-        if any(name in override.model_fields_set for name in pins):
-            updates.update(dict.fromkeys(pins))
-        for name in override.model_fields_set - {"any_of", "ordered"}:
+        given = override.model_fields_set
+        if "infra" in given:
+            updates.update(dict.fromkeys(legacy))
+        elif any(name in given for name in legacy):
+            pin = self.pinned_infra()
+            updates.update(infra=None, cloud=pin.cloud, region=pin.region, zone=pin.zone)
+        for name in given - {"any_of", "ordered"}:
             updates[name] = getattr(override, name)
         return self.model_copy(update=updates)
 
