@@ -217,9 +217,11 @@ def test_plan_a_pipeline_places_every_task(write_task: Any, catalog: Path) -> No
 
 
 def test_alternatives_can_be_limited(write_task: Any, catalog: Path) -> None:
-    [placement] = plan_json(write_task(CPU_TASK), catalog, "--alternatives", "0")["placements"]
-    # Every other cloud's best is still shown so the user sees the spread across clouds.
-    assert {a["cloud"] for a in placement["alternatives"]} == {"gcp", "lambda"}
+    [none] = plan_json(write_task(CPU_TASK), catalog, "--alternatives", "0")["placements"]
+    assert none["alternatives"] == []
+    [two] = plan_json(write_task(CPU_TASK), catalog, "--alternatives", "2")["placements"]
+    # Other clouds' best offers come first, so a short list still shows the spread.
+    assert {a["cloud"] for a in two["alternatives"]} == {"gcp", "lambda"}
 
 
 # -- errors and exit codes ----------------------------------------------------------------------

@@ -94,6 +94,13 @@ def conform(frame: pl.DataFrame, *, origin: str) -> pl.DataFrame:
     missing = [c for c in NAMES if c not in frame.columns]
     if missing:
         raise CatalogError(f"{origin}: missing required column(s) {', '.join(missing)}")
+    for name in NAMES:
+        if SCHEMA[name].is_integer() and frame.schema[name].is_float():
+            fractional = frame.filter(pl.col(name) != pl.col(name).floor()).height
+            if fractional:
+                raise CatalogError(
+                    f"{origin}: column {name} needs whole numbers; {fractional} value(s) are not"
+                )
     try:
         frame = frame.select(pl.col(name).cast(SCHEMA[name], strict=True) for name in NAMES)
     except pl.exceptions.PolarsError as exc:

@@ -30,7 +30,19 @@ from skyplan.solver.filters import (
 from skyplan.solver.hints import would_fit
 
 COST = "cost"
-_ORDER = [COST, c.CLOUD, c.REGION, c.ZONE, c.INSTANCE_TYPE]
+#: Ranking: cost, then stable keys so equal inputs give equal plans whatever the row order.
+_ORDER = [
+    COST,
+    c.CLOUD,
+    c.REGION,
+    c.ZONE,
+    c.INSTANCE_TYPE,
+    c.ACCELERATOR,
+    c.ACCELERATOR_COUNT,
+    c.VCPUS,
+    c.MEMORY_GIB,
+    c.SOURCE,
+]
 _SHAPE = [c.CLOUD, c.INSTANCE_TYPE, c.ACCELERATOR, c.ACCELERATOR_COUNT]
 
 
@@ -179,21 +191,22 @@ def _rank(
         for i, e in enumerate(evaluations)
         if e.offers.height
     ]
-    ranked = pl.concat(frames).sort([*_ORDER, "_option"], nulls_last=True)
+    ranked = pl.concat(frames).sort([*_ORDER, "_option"], nulls_last=True, maintain_order=True)
     best = ranked.unique(subset=[*_SHAPE, "_spot"], keep="first", maintain_order=True)
     rows = best.to_dicts()
     winner, rest = rows[0], rows[1:]
-    per_cloud: dict[str, dict[str, object]] = {}
-    for row in rest:
-        per_cloud.setdefault(str(row[c.CLOUD]), row)
-    chosen = list(per_cloud.values())
-    for row in rest:
-        if len(chosen) >= limit:
+    # Every other cloud's best first (the comparison users look for), then the cheapest others.
+    per_cloud: dict[str, int] = {}
+    for index, row in enumerate(rest):
+        if row[c.CLOUD] != winner[c.CLOUD]:
+            per_cloud.setdefault(str(row[c.CLOUD]), index)
+    picked = list(per_cloud.values())[:limit]
+    for index in range(len(rest)):
+        if len(picked) >= limit:
             break
-        if row not in chosen:
-            chosen.append(row)
-    chosen.sort(key=lambda r: rows.index(r))
-    offers = [_offer(r, bool(r["_spot"]), num_nodes) for r in chosen[: max(limit, len(per_cloud))]]
+        if index not in picked:
+            picked.append(index)
+    offers = [_offer(rest[i], bool(rest[i]["_spot"]), num_nodes) for i in sorted(picked)]
     return _offer(winner, bool(winner["_spot"]), num_nodes), offers, int(str(winner["_option"]))
 
 
