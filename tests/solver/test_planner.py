@@ -925,3 +925,29 @@ def test_plan_does_not_touch_the_catalog(task: str) -> None:
     assert catalog.frame.equals(before)
     assert catalog.frame.columns == list(schema.NAMES)
     assert outcomes[0] == outcomes[1]
+
+
+def test_network_tier_best_keeps_to_clouds_with_a_fast_interconnect() -> None:
+    azure_h100 = gpu_offer(
+        "H100", 2, cloud="azure", region="eastus", instance_type="NC80", price=14.0
+    )
+    gcp_h100 = gpu_offer(
+        "H100", 2, cloud="gcp", region="us-central1", instance_type="a3-2g", price=22.0
+    )
+    catalog = make_catalog(azure_h100, gcp_h100)
+    plain = make_task("resources: {accelerators: H100:2}")
+    best = make_task("resources: {accelerators: H100:2, network_tier: best}")
+    assert skyplan.plan(plain, catalog=catalog).placements[0].choice.cloud == "azure"
+    placement = skyplan.plan(best, catalog=catalog).placements[0]
+    assert placement.choice.cloud == "gcp"
+    assert any(s.name == "network-tier" and s.removed == 1 for s in placement.steps)
+
+
+def test_network_tier_best_on_a_cloud_without_it_says_where_it_is_offered() -> None:
+    catalog = make_catalog(gpu_offer("H100", 2, cloud="azure", region="eastus", price=14.0))
+    with pytest.raises(skyplan.NoFeasiblePlacement) as info:
+        skyplan.plan(
+            make_task("resources: {accelerators: H100:2, network_tier: best}"), catalog=catalog
+        )
+    assert "network_tier best" in str(info.value)
+    assert "offered without it on azure" in str(info.value)

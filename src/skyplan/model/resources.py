@@ -209,6 +209,7 @@ class ResourceOption(BaseModel):
     memory: MemorySpec | None = None
     use_spot: bool = False
     max_hourly_cost: float | None = None
+    network_tier: Literal["standard", "best"] | None = None
 
     def describe(self) -> str:
         parts = []
@@ -226,6 +227,8 @@ class ResourceOption(BaseModel):
             parts.append("spot")
         if self.max_hourly_cost is not None:
             parts.append(f"max_hourly_cost={self.max_hourly_cost:g}")
+        if self.network_tier == "best":
+            parts.append("network_tier=best")
         return ", ".join(parts) or "default resources"
 
 
@@ -385,6 +388,7 @@ class Resources(BaseModel):
                 memory=self.memory,
                 use_spot=bool(self.use_spot),
                 max_hourly_cost=self.max_hourly_cost,
+                network_tier=self.network_tier,
             )
 
         if self.accelerators is None:

@@ -214,6 +214,24 @@ class PricingFilter:
         return "a spot offering" if req.option.use_spot else "an on-demand offering"
 
 
+#: Clouds that can give `network_tier: best` (a high-bandwidth GPU interconnect between nodes:
+#: EFA on AWS, GPUDirect on GCP, InfiniBand on Nebius and on Kubernetes clusters that expose it),
+#: as SkyPilot supports it; other clouds are filtered out for such tasks.
+BEST_NETWORK_CLOUDS: tuple[str, ...] = ("aws", "gcp", "kubernetes", "nebius")
+
+
+class NetworkTierFilter:
+    name = "network-tier"
+
+    def expr(self, req: Request) -> pl.Expr | None:
+        if req.option.network_tier != "best":
+            return None
+        return pl.col(c.CLOUD).is_in(BEST_NETWORK_CLOUDS)
+
+    def requirement(self, req: Request) -> str:
+        return f"network_tier best (offered on {', '.join(BEST_NETWORK_CLOUDS)})"
+
+
 class PriceCapFilter:
     name = "price-cap"
 
@@ -251,6 +269,7 @@ DEFAULT_FILTERS: tuple[Filter, ...] = tuple(
         CpuFilter(),  # cpus, or SkyPilot's default for CPU-only tasks and attached GPUs
         MemoryFilter(),  # memory, or SkyPilot's default ratio
         DefaultFamilyFilter(),  # CPU-only tasks use current general-purpose families
+        NetworkTierFilter(),  # network_tier: best needs a cloud with a fast interconnect
         PricingFilter(),  # spot or on-demand must be offered
         PriceCapFilter(),  # max_hourly_cost
         CapacityFilter(),  # pools with a known capacity must fit num_nodes

@@ -116,6 +116,9 @@ HINTS: dict[str, Callable[[Request, pl.DataFrame], str]] = {
     "cpus": _shape(c.VCPUS, "vCPU counts"),
     "memory": _shape(c.MEMORY_GIB, "memory sizes (GiB)"),
     "default-family": _family,
+    "network-tier": lambda req, before: (
+        f"offered without it on {_listing(_cheapest_values(before, c.CLOUD))}"
+    ),
     "pricing": _pricing,
     "price-cap": _price_cap,
     "capacity": _capacity,
