@@ -3,6 +3,7 @@
     SkyplanError                      root; `exit_code` is what the CLI exits with
     ├── InputError                    the input is invalid: fix it and retry (exit 2)
     │   ├── TaskError                 a task YAML is invalid; carries located `Diagnostic`s
+    │   ├── PolicyError               policy files do not parse or check; located, coded diagnostics
     │   └── CatalogError              a catalog cannot be read or does not fit the schema
     └── PlacementError                the input is valid but cannot be satisfied (exit 1)
         └── NoFeasiblePlacement       no offer meets a task's request; carries the reasons
@@ -51,9 +52,13 @@ class Diagnostic:
     field: str | None = None
     hint: str | None = None
     code: str = "SP001"
+    severity: str = "error"
+    slug: str | None = None
 
     def render(self, source: Source | None = None) -> str:
         where = str(self.span)
+        if self.slug:
+            where += f": {self.severity} {self.code} {self.slug}"
         head = (
             f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
         )
@@ -87,6 +92,40 @@ class TaskError(InputError):
         text = "\n".join(d.render(self.source) for d in self.diagnostics)
         if self.extra:
             text += f"\n... and {self.extra} more problem(s)"
+        return text
+
+
+@dataclass
+class PolicyError(InputError):
+    """Policy files do not parse or check. Diagnostics carry a stable code; up to ten per file,
+    sorted by position. `sources` maps file names to their text for the caret snippets."""
+
+    diagnostics: Sequence[Diagnostic]
+    sources: dict[str, Source] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        ordered = sorted(
+            self.diagnostics, key=lambda d: (d.span.file, d.span.line or 0, d.span.col or 0)
+        )
+        kept: list[Diagnostic] = []
+        per_file: dict[str, int] = {}
+        for diagnostic in ordered:
+            count = per_file.get(diagnostic.span.file, 0)
+            if count < 10:
+                kept.append(diagnostic)
+            per_file[diagnostic.span.file] = count + 1
+        self.dropped = len(ordered) - len(kept)
+        self.diagnostics = kept
+        super().__init__(str(self))
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "error"]
+
+    def __str__(self) -> str:
+        text = "\n".join(d.render(self.sources.get(d.span.file)) for d in self.diagnostics)
+        if self.dropped:
+            text += f"\n... and {self.dropped} more problem(s)"
         return text
 
 

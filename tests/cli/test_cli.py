@@ -94,17 +94,36 @@ def test_plan_prints_a_table_and_a_summary(write_task: Any, catalog: Path) -> No
     for column in ("INFRA", "INSTANCE", "GPUS", "SPOT", "NODES", "$/h"):
         assert column in out
     assert "a2-highgpu-8g" in out and "p4d.24xlarge" in out
-    assert "train: gcp/us-central1/us-central1-a a2-highgpu-8g (A100:8), on-demand, 1 node(s), " \
-           "$29.3900/h" in out
+    assert (
+        "train: gcp/us-central1/us-central1-a a2-highgpu-8g (A100:8), on-demand, 1 node(s), "
+        "$29.3900/h" in out
+    )
     assert result.stderr == ""
 
 
 PLACEMENT_KEYS = {
-    "task", "cloud", "region", "zone", "instance_type", "accelerators", "spot", "num_nodes",
-    "hourly_cost", "alternatives",
+    "task",
+    "cloud",
+    "region",
+    "zone",
+    "instance_type",
+    "accelerators",
+    "spot",
+    "num_nodes",
+    "hourly_cost",
+    "alternatives",
 }
 #: What `Placement.to_json` adds to the keys above: the node shape and the explanation.
-EXPLANATION_KEYS = {"vcpus", "memory_gib", "option", "filters", "notes"}
+EXPLANATION_KEYS = {
+    "vcpus",
+    "memory_gib",
+    "option",
+    "filters",
+    "notes",
+    "rules",
+    "preferences_applied",
+    "decided_by",
+}
 OFFER_KEYS = PLACEMENT_KEYS - {"task", "alternatives"} | {"vcpus", "memory_gib"}
 
 
@@ -152,33 +171,73 @@ def test_hourly_cost_is_price_times_num_nodes(
     ("task", "flags", "expected"),
     [
         pytest.param(GPU_TASK, [], ("gcp", "a2-highgpu-8g", False, 1), id="gpu-cheapest"),
-        pytest.param(GPU_TASK, ["--infra", "aws"], ("aws", "p4d.24xlarge", False, 1),
-                     id="infra-pins-the-cloud"),
-        pytest.param(GPU_TASK, ["--infra", "aws/us-east-1/us-east-1a"],
-                     ("aws", "p4d.24xlarge", False, 1), id="infra-pins-the-zone"),
-        pytest.param(GPU_TASK, ["--gpus", "A100:1"], ("lambda", "gpu_1x_a100", False, 1),
-                     id="gpus-replaces-the-accelerators"),
-        pytest.param(GPU_TASK, ["--gpus", "t4"], ("aws", "g4dn.xlarge", False, 1),
-                     id="gpus-matched-case-insensitively"),
-        pytest.param(GPU_TASK, ["--num-nodes", "2"], ("gcp", "a2-highgpu-8g", False, 2),
-                     id="num-nodes"),
-        pytest.param(GPU_TASK, ["--use-spot"], ("gcp", "a2-highgpu-8g", True, 1),
-                     id="use-spot"),
-        pytest.param(GPU_TASK, ["--use-spot", "--infra", "aws", "--num-nodes", "2"],
-                     ("aws", "p4d.24xlarge", True, 2), id="flags-combine"),
-        pytest.param(GPU_TASK.replace("A100:8", "A100:8\n      use_spot: true"),
-                     ["--no-use-spot"], ("gcp", "a2-highgpu-8g", False, 1),
-                     id="no-use-spot-overrides-the-task"),
-        pytest.param(CPU_TASK, [], ("aws", "m6i.2xlarge", False, 1),
-                     id="cpu-only-default-family-8-plus-vcpus-4x-memory"),
-        pytest.param(CPU_TASK, ["--cpus", "4"], ("aws", "m6i.xlarge", False, 1),
-                     id="cpu-only-with-cpus"),
-        pytest.param(CPU_TASK, ["--infra", "gcp"], ("gcp", "n4-standard-8", False, 1),
-                     id="cpu-only-gcp-default-family"),
-        pytest.param(CPU_TASK, ["--infra", "lambda"], ("lambda", "cpu_8x", False, 1),
-                     id="cpu-only-other-clouds-accept-any-family"),
-        pytest.param(CPU_TASK, ["-t", "t3.2xlarge"], ("aws", "t3.2xlarge", False, 1),
-                     id="instance-type-bypasses-default-families"),
+        pytest.param(
+            GPU_TASK,
+            ["--infra", "aws"],
+            ("aws", "p4d.24xlarge", False, 1),
+            id="infra-pins-the-cloud",
+        ),
+        pytest.param(
+            GPU_TASK,
+            ["--infra", "aws/us-east-1/us-east-1a"],
+            ("aws", "p4d.24xlarge", False, 1),
+            id="infra-pins-the-zone",
+        ),
+        pytest.param(
+            GPU_TASK,
+            ["--gpus", "A100:1"],
+            ("lambda", "gpu_1x_a100", False, 1),
+            id="gpus-replaces-the-accelerators",
+        ),
+        pytest.param(
+            GPU_TASK,
+            ["--gpus", "t4"],
+            ("aws", "g4dn.xlarge", False, 1),
+            id="gpus-matched-case-insensitively",
+        ),
+        pytest.param(
+            GPU_TASK, ["--num-nodes", "2"], ("gcp", "a2-highgpu-8g", False, 2), id="num-nodes"
+        ),
+        pytest.param(GPU_TASK, ["--use-spot"], ("gcp", "a2-highgpu-8g", True, 1), id="use-spot"),
+        pytest.param(
+            GPU_TASK,
+            ["--use-spot", "--infra", "aws", "--num-nodes", "2"],
+            ("aws", "p4d.24xlarge", True, 2),
+            id="flags-combine",
+        ),
+        pytest.param(
+            GPU_TASK.replace("A100:8", "A100:8\n      use_spot: true"),
+            ["--no-use-spot"],
+            ("gcp", "a2-highgpu-8g", False, 1),
+            id="no-use-spot-overrides-the-task",
+        ),
+        pytest.param(
+            CPU_TASK,
+            [],
+            ("aws", "m6i.2xlarge", False, 1),
+            id="cpu-only-default-family-8-plus-vcpus-4x-memory",
+        ),
+        pytest.param(
+            CPU_TASK, ["--cpus", "4"], ("aws", "m6i.xlarge", False, 1), id="cpu-only-with-cpus"
+        ),
+        pytest.param(
+            CPU_TASK,
+            ["--infra", "gcp"],
+            ("gcp", "n4-standard-8", False, 1),
+            id="cpu-only-gcp-default-family",
+        ),
+        pytest.param(
+            CPU_TASK,
+            ["--infra", "lambda"],
+            ("lambda", "cpu_8x", False, 1),
+            id="cpu-only-other-clouds-accept-any-family",
+        ),
+        pytest.param(
+            CPU_TASK,
+            ["-t", "t3.2xlarge"],
+            ("aws", "t3.2xlarge", False, 1),
+            id="instance-type-bypasses-default-families",
+        ),
     ],
 )
 def test_plan_choice(
@@ -336,8 +395,12 @@ def test_show_gpus_json(catalog: Path) -> None:
     assert result.exit_code == 0, result.stderr
     rows = json.loads(result.stdout)["accelerators"]
     assert rows == [
-        {"accelerator": "A100", "counts": [1, 8], "clouds": ["aws", "gcp", "lambda"],
-         "min_price": 1.29},
+        {
+            "accelerator": "A100",
+            "counts": [1, 8],
+            "clouds": ["aws", "gcp", "lambda"],
+            "min_price": 1.29,
+        },
         {"accelerator": "T4", "counts": [1], "clouds": ["aws"], "min_price": 0.526},
     ]
 
@@ -435,8 +498,16 @@ def test_a_catalog_with_a_bad_column_exits_2(tmp_path: Path) -> None:
 
 def test_python_dash_m_skyplan_plans(write_task: Any, catalog: Path) -> None:
     child = subprocess.run(
-        [sys.executable, "-m", "skyplan", "plan", str(write_task(GPU_TASK)),
-         "--catalog", str(catalog), "--json"],
+        [
+            sys.executable,
+            "-m",
+            "skyplan",
+            "plan",
+            str(write_task(GPU_TASK)),
+            "--catalog",
+            str(catalog),
+            "--json",
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -449,8 +520,15 @@ def test_python_dash_m_skyplan_plans(write_task: Any, catalog: Path) -> None:
 
 def test_python_dash_m_skyplan_exit_code_on_bad_input(tmp_path: Path, catalog: Path) -> None:
     child = subprocess.run(
-        [sys.executable, "-m", "skyplan", "plan", str(tmp_path / "nope.yaml"),
-         "--catalog", str(catalog)],
+        [
+            sys.executable,
+            "-m",
+            "skyplan",
+            "plan",
+            str(tmp_path / "nope.yaml"),
+            "--catalog",
+            str(catalog),
+        ],
         capture_output=True,
         text=True,
         timeout=120,

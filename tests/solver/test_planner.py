@@ -850,7 +850,16 @@ def test_plan_to_json_shape() -> None:
     data = plan.to_json()
     assert set(data) == {"placements", "hourly_cost"}
     (placement,) = data["placements"]  # type: ignore[misc]
-    assert set(placement) == OFFER_KEYS | {"task", "alternatives", "option", "filters", "notes"}
+    assert set(placement) == OFFER_KEYS | {
+        "task",
+        "alternatives",
+        "option",
+        "filters",
+        "notes",
+        "rules",
+        "preferences_applied",
+        "decided_by",
+    }
     assert placement["task"] == "train"
     assert placement["accelerators"] == {"T4": 1}
     assert isinstance(placement["accelerators"]["T4"], int)

@@ -40,6 +40,19 @@ class FilterStep(BaseModel):
         return self.before - self.after
 
 
+class Verdict(BaseModel):
+    """What one policy rule did for one task."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    kind: str  # require | deny | prefer | quota | budget
+    level: str | None = None
+    applies: bool = True
+    removed: int = 0
+    note: str | None = None
+
+
 class Placement(BaseModel):
     """Where one task runs, the runner-ups, and why."""
 
@@ -51,6 +64,10 @@ class Placement(BaseModel):
     option: str
     steps: tuple[FilterStep, ...] = ()
     notes: tuple[str, ...] = ()
+    verdicts: tuple[Verdict, ...] = ()
+    preferred: tuple[str, ...] = ()
+    decided_by: tuple[str, ...] = ()
+    cheapest: Offer | None = None
 
     def to_json(self) -> dict[str, object]:
         """The stable JSON shape of `skyplan plan --json` (see the README)."""
@@ -61,6 +78,9 @@ class Placement(BaseModel):
             "option": self.option,
             "filters": [s.model_dump() for s in self.steps],
             "notes": list(self.notes),
+            "rules": [v.model_dump() for v in self.verdicts],
+            "preferences_applied": list(self.preferred),
+            "decided_by": list(self.decided_by),
         }
 
 

@@ -45,7 +45,8 @@ class Request:
 
 
 class Filter(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def expr(self, req: Request) -> pl.Expr | None: ...
 

@@ -18,7 +18,21 @@ import polars as pl
 from skyplan.catalog import Catalog
 from skyplan.catalog import schema as c
 from skyplan.errors import NoFeasiblePlacement, Rejection, did_you_mean
-from skyplan.model import Accelerator, Dag, FilterStep, Offer, Placement, Plan, ResourceOption, Task
+from skyplan.model import (
+    Accelerator,
+    Dag,
+    FilterStep,
+    Offer,
+    Placement,
+    Plan,
+    Policy,
+    RequestContext,
+    ResourceOption,
+    Task,
+    Verdict,
+)
+from skyplan.model.policy import kind_of
+from skyplan.solver import policy as policy_stage
 from skyplan.solver.filters import (
     DEFAULT_FAMILY,
     DEFAULT_FILTERS,
@@ -29,7 +43,9 @@ from skyplan.solver.filters import (
 )
 from skyplan.solver.hints import would_fit
 
-COST = "cost"
+COST = policy_stage.COST
+SPOT = policy_stage.SPOT
+SCORE = "_score"
 #: Ranking: cost, then stable keys so equal inputs give equal plans whatever the row order.
 _ORDER = [
     COST,
@@ -117,13 +133,14 @@ def evaluate(
     req = Request(option=canonical, num_nodes=num_nodes, catalog=catalog)
     prepared = Prepared.of(catalog)
     price = c.SPOT_PRICE if canonical.use_spot else c.PRICE
-    full = prepared.frame.with_columns((pl.col(price) * num_nodes).alias(COST))
+    priced = [(pl.col(price) * num_nodes).alias(COST), pl.lit(canonical.use_spot).alias(SPOT)]
+    full = prepared.frame.with_columns(priced)
     frame, steps, before = full, [], full.height
     partition = prepared.rows_for(req)
     if filters and isinstance(filters[0], AcceleratorFilter) and partition is not None:
         # The first filter, applied through the per-catalog partition: same rows, no scan.
         first = filters[0]
-        frame = partition.with_columns((pl.col(price) * num_nodes).alias(COST))
+        frame = partition.with_columns(priced)
         steps.append(
             FilterStep(
                 name=first.name,
@@ -164,6 +181,11 @@ def evaluate(
     return Evaluation(canonical, tuple(steps), offers, rejection)
 
 
+def _num(value: object) -> float:
+    assert isinstance(value, int | float), value
+    return float(value)
+
+
 def _offer(row: dict[str, object], spot: bool, num_nodes: int) -> Offer:
     acc = row[c.ACCELERATOR]
     return Offer(
@@ -171,19 +193,19 @@ def _offer(row: dict[str, object], spot: bool, num_nodes: int) -> Offer:
         region=str(row[c.REGION]),
         zone=None if row[c.ZONE] is None else str(row[c.ZONE]),
         instance_type=str(row[c.INSTANCE_TYPE]),
-        accelerators=None if acc is None else {str(acc): float(row[c.ACCELERATOR_COUNT])},  # type: ignore[arg-type]
+        accelerators=None if acc is None else {str(acc): _num(row[c.ACCELERATOR_COUNT])},
         spot=spot,
         num_nodes=num_nodes,
-        hourly_cost=float(row[COST]),  # type: ignore[arg-type]
-        vcpus=float(row[c.VCPUS]),  # type: ignore[arg-type]
-        memory_gib=float(row[c.MEMORY_GIB]),  # type: ignore[arg-type]
+        hourly_cost=_num(row[COST]),
+        vcpus=_num(row[c.VCPUS]),
+        memory_gib=_num(row[c.MEMORY_GIB]),
         source=None if row[c.SOURCE] is None else str(row[c.SOURCE]),
     )
 
 
 def _rank(
     evaluations: list[Evaluation], num_nodes: int, limit: int
-) -> tuple[Offer, list[Offer], int]:
+) -> tuple[Offer, list[Offer], int, dict[str, object]]:
     """The winner, the runner-ups (the best of each shape: every cloud's best plus the cheapest
     others, up to `limit`) and the index of the winning evaluation."""
     frames = [
@@ -191,7 +213,10 @@ def _rank(
         for i, e in enumerate(evaluations)
         if e.offers.height
     ]
-    ranked = pl.concat(frames).sort([*_ORDER, "_option"], nulls_last=True, maintain_order=True)
+    ranked = pl.concat(frames, how="diagonal_relaxed")
+    if SCORE not in ranked.columns:
+        ranked = ranked.with_columns(pl.col(COST).alias(SCORE))
+    ranked = ranked.sort([SCORE, *_ORDER, "_option"], nulls_last=True, maintain_order=True)
     best = ranked.unique(subset=[*_SHAPE, "_spot"], keep="first", maintain_order=True)
     rows = best.to_dicts()
     winner, rest = rows[0], rows[1:]
@@ -207,7 +232,106 @@ def _rank(
         if index not in picked:
             picked.append(index)
     offers = [_offer(rest[i], bool(rest[i]["_spot"]), num_nodes) for i in sorted(picked)]
-    return _offer(winner, bool(winner["_spot"]), num_nodes), offers, int(str(winner["_option"]))
+    return (
+        _offer(winner, bool(winner["_spot"]), num_nodes),
+        offers,
+        int(str(winner["_option"])),
+        winner,
+    )
+
+
+def context_of(task: Task) -> RequestContext:
+    """The request context a task gives on its own (no team or user)."""
+    return RequestContext(
+        name=task.name,
+        kind="service" if task.is_service else "task",
+        labels=dict(task.resources.labels or {}),
+        num_nodes=task.num_nodes,
+    )
+
+
+def _with_policy(filters: Sequence[Filter], stage: policy_stage.PolicyStage | None) -> list[Filter]:
+    """`filters` with the policy's rules after the capability filters and its limits last."""
+    if stage is None:
+        return list(filters)
+    names = [f.name for f in filters]
+    at = names.index("network-tier") + 1 if "network-tier" in names else len(filters)
+    rules: list[Filter] = [*stage.rules]
+    limits: list[Filter] = [*stage.limits]
+    return [*filters[:at], *rules, *filters[at:], *limits]
+
+
+def _verdicts(
+    policy: Policy,
+    stage: policy_stage.PolicyStage,
+    steps: Sequence[FilterStep],
+    winner_row: dict[str, object],
+    ctx: RequestContext,
+    feasible: int,
+) -> list[Verdict]:
+    removed: dict[str, int] = {}
+    for step in steps:
+        removed[step.requirement] = removed.get(step.requirement, 0) + step.removed
+    out = []
+    for f in stage.rules:
+        out.append(
+            Verdict(
+                name=f.rule.name,
+                kind=f.rule.effect,
+                level=f.rule.level.value,
+                removed=removed.get(f.requirement(None), 0),
+            )
+        )
+    for q in stage.limits:
+        out.append(
+            Verdict(
+                name=q.limit.name,
+                kind=q.name,
+                level=q.limit.level.value,
+                removed=removed.get(q.requirement(None), 0),
+            )
+        )
+    for rule in stage.advisory:
+        ok = bool(policy_stage.evaluate_row(rule.condition, winner_row, ctx))
+        satisfied = ok if rule.effect == "require" else not ok
+        note = "the choice satisfies it" if satisfied else "advisory: the choice violates it"
+        out.append(
+            Verdict(name=rule.name, kind=rule.effect, level="advisory", removed=0, note=note)
+        )
+    for bound, reason in stage.overridden:
+        out.append(
+            Verdict(
+                name=bound.name,
+                kind=kind_of(bound),
+                level="soft",
+                removed=0,
+                note=f"overridden: {reason}",
+            )
+        )
+    for pref in policy.preferences:
+        if pref in stage.preferences:
+            hit = bool(policy_stage.evaluate_row(pref.condition, winner_row, ctx))
+            out.append(
+                Verdict(
+                    name=pref.name,
+                    kind="prefer",
+                    note="applies to the choice" if hit else "does not apply to the choice",
+                )
+            )
+    inactive = set(stage.inactive)
+    for item in policy.named():
+        if item.name in inactive:
+            level = getattr(item, "level", None)
+            out.append(
+                Verdict(
+                    name=item.name,
+                    kind=kind_of(item),
+                    level=None if level is None else str(level.value),
+                    applies=False,
+                    note="its 'when' does not hold for this request",
+                )
+            )
+    return out
 
 
 def place(
@@ -216,22 +340,67 @@ def place(
     *,
     filters: Sequence[Filter] = DEFAULT_FILTERS,
     alternatives: int = 8,
+    policy: Policy | None = None,
+    context: RequestContext | None = None,
+    overrides: dict[str, str] | None = None,
+    usage: dict[str, float] | None = None,
 ) -> Placement:
-    """The cheapest feasible placement of one task; raises `NoFeasiblePlacement`."""
+    """The cheapest feasible placement of one task; raises `NoFeasiblePlacement`.
+
+    With a `policy`, its rules narrow the candidates, its preferences re-rank them and its
+    quotas and budgets bound what this task may take (given the group's `usage`)."""
+    ctx = (context or context_of(task)).model_copy(update={"num_nodes": task.num_nodes})
+    stage = policy_stage.stage(policy, ctx, overrides, usage) if policy is not None else None
+    active_filters = _with_policy(filters, stage)
     notes: list[str] = []
     failures: list[Evaluation] = []
     for group in task.resources.option_groups():
-        evaluations = [evaluate(o, task.num_nodes, catalog, filters) for o in group]
+        evaluations = [evaluate(o, task.num_nodes, catalog, active_filters) for o in group]
         feasible = [e for e in evaluations if e.rejection is None and e.offers.height]
         if not feasible:
             failures.extend(evaluations)
             for e in evaluations:
                 notes.append(f"skipped {e.option.describe()}: {_reason(e)}")
             continue
-        choice, others, index = _rank(feasible, task.num_nodes, alternatives)
+        if stage is not None and stage.preferences:
+            scoring = policy_stage.score(stage.preferences, ctx).alias(SCORE)
+            feasible = [
+                Evaluation(e.option, e.steps, e.offers.with_columns(scoring), e.rejection)
+                for e in feasible
+            ]
+        choice, others, index, winner_row = _rank(feasible, task.num_nodes, alternatives)
         winning = feasible[index]
         if task.is_service:
             notes.append("a service is planned per replica: the cost is for one replica")
+        extra: dict[str, object] = {}
+        if stage is not None and policy is not None:
+            verdicts = _verdicts(
+                policy, stage, winning.steps, winner_row, ctx, winning.offers.height
+            )
+            preferred = tuple(
+                v.name for v in verdicts if v.kind == "prefer" and v.note == "applies to the choice"
+            )
+            cheapest = _cheapest(feasible, task.num_nodes)
+            decided: tuple[str, ...] = ()
+            if cheapest is not None and cheapest[0] != choice:
+                cheap_row = cheapest[1]
+                decided = tuple(
+                    p.name
+                    for p in stage.preferences
+                    if bool(policy_stage.evaluate_row(p.condition, winner_row, ctx))
+                    != bool(policy_stage.evaluate_row(p.condition, cheap_row, ctx))
+                )
+            extra = {
+                "verdicts": tuple(verdicts),
+                "preferred": preferred,
+                "decided_by": decided,
+                "cheapest": cheapest[0] if cheapest is not None and decided else None,
+            }
+            notes.extend(
+                f"advisory rule {v.name!r}: {v.note}"
+                for v in verdicts
+                if v.level == "advisory" and v.note and "violates" in v.note
+            )
         return Placement(
             task=task.name,
             choice=choice,
@@ -239,6 +408,7 @@ def place(
             option=winning.option.describe(),
             steps=winning.steps,
             notes=tuple(notes),
+            **extra,
         )
     reasons = [
         Rejection(f"[{e.option.describe()}] {r.requirement}", r.removed, r.remaining, r.would_fit)
@@ -255,6 +425,24 @@ def place(
     raise NoFeasiblePlacement(task.name, summary, reasons)
 
 
+def _cheapest(
+    evaluations: list[Evaluation], num_nodes: int
+) -> tuple[Offer, dict[str, object]] | None:
+    frames = [
+        e.offers.with_columns(pl.lit(e.option.use_spot).alias("_spot_option"))
+        for e in evaluations
+        if e.offers.height
+    ]
+    if not frames:
+        return None
+    row = (
+        pl.concat(frames, how="diagonal_relaxed")
+        .sort(_ORDER, nulls_last=True, maintain_order=True)
+        .row(0, named=True)
+    )
+    return _offer(row, bool(row["_spot_option"]), num_nodes), row
+
+
 def _reason(e: Evaluation) -> str:
     r = e.rejection
     if r is None:
@@ -268,11 +456,41 @@ def plan(
     catalog: Catalog,
     filters: Sequence[Filter] = DEFAULT_FILTERS,
     alternatives: int = 8,
+    policy: Policy | None = None,
+    context: RequestContext | None = None,
+    overrides: dict[str, str] | None = None,
+    usage: dict[str, float] | None = None,
 ) -> Plan:
-    """Place every task of `work` (a task or a DAG). Pure; raises `NoFeasiblePlacement`."""
+    """Place every task of `work` (a task or a DAG). Pure; raises `NoFeasiblePlacement`.
+
+    `context` gives who asks (team, user, labels); each task adds its own name, kind, labels
+    and node count to it."""
     tasks = (work,) if isinstance(work, Task) else work.tasks
-    return Plan(
-        placements=tuple(
-            place(t, catalog, filters=filters, alternatives=alternatives) for t in tasks
+    placements = []
+    for t in tasks:
+        own = context_of(t)
+        ctx = (
+            own
+            if context is None
+            else context.model_copy(
+                update={
+                    "name": t.name,
+                    "kind": context.kind if context.kind != "task" else own.kind,
+                    "labels": {**own.labels, **context.labels},
+                    "num_nodes": t.num_nodes,
+                }
+            )
         )
-    )
+        placements.append(
+            place(
+                t,
+                catalog,
+                filters=filters,
+                alternatives=alternatives,
+                policy=policy,
+                context=ctx,
+                overrides=overrides,
+                usage=usage,
+            )
+        )
+    return Plan(placements=tuple(placements))

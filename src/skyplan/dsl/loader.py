@@ -1,0 +1,183 @@
+"""Policy files → the effective `model.Policy`: parse, follow imports, compile, merge.
+
+Imports are relative to the importing file and loaded first; a cycle is an error. Merging
+goes in load order, so an importer comes after what it imports and may **tighten but never
+loosen** an imported hard rule: it cannot redefine a hard `require`/`deny` (add a new rule to
+tighten), nor raise a hard quota's or budget's limit or lower its level; a soft or advisory rule
+may be redefined. Tests stay with the file that wrote them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from skyplan.dsl import ast, codes
+from skyplan.dsl.compiler import Unit, Vocabulary, compile_file
+from skyplan.dsl.parser import diagnostic, parse
+from skyplan.errors import Diagnostic, PolicyError
+from skyplan.model import policy as m
+from skyplan.source import Source, Span
+
+Reader = Callable[[Path], str]
+
+
+def _read(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+@dataclass
+class Loaded:
+    """The effective policy of some files, every diagnostic, and each file's own tests."""
+
+    policy: m.Policy | None
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    sources: dict[str, Source] = field(default_factory=dict)
+    units: dict[str, Unit] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "error"]
+
+
+class _Loader:
+    def __init__(self, vocabulary: Vocabulary, read: Reader) -> None:
+        self.vocabulary = vocabulary
+        self.read = read
+        self.result = Loaded(policy=None)
+        self.order: list[str] = []
+        self.visiting: list[str] = []
+
+    def load(self, path: Path, name: str, at: Span | None) -> None:
+        key = str(path.resolve()) if path.exists() else str(path)
+        if key in self.visiting:
+            chain = " → ".join([*self.visiting[self.visiting.index(key) :], key])
+            self.result.diagnostics.append(
+                diagnostic(at or Span(name), codes.IMPORT_CYCLE, f"import cycle: {chain}")
+            )
+            return
+        if key in self.result.units:
+            return
+        try:
+            text = self.read(path)
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = "file not found" if isinstance(exc, FileNotFoundError) else str(exc)
+            self.result.diagnostics.append(
+                diagnostic(
+                    at or Span(name), codes.IMPORT_NOT_FOUND, f"cannot read {name!r}: {reason}"
+                )
+            )
+            return
+        self.result.sources[name] = Source(name, text)
+        try:
+            tree = parse(text, name)
+        except PolicyError as exc:
+            self.result.diagnostics.extend(exc.diagnostics)
+            return
+        self.visiting.append(key)
+        for stmt in tree.statements:
+            if isinstance(stmt, ast.Import):
+                target = path.parent / stmt.path
+                shown = (
+                    str(Path(name).parent / stmt.path)
+                    if Path(name).parent != Path(".")
+                    else stmt.path
+                )
+                self.load(target, shown, stmt.span)
+        self.visiting.pop()
+        unit = compile_file(tree, self.vocabulary)
+        self.result.units[key] = unit
+        self.result.diagnostics.extend(unit.diagnostics)
+        self.order.append(key)
+
+
+def _named(policy: m.Policy) -> dict[str, m.Rule | m.Preference | m.Quota | m.Budget]:
+    return {r.name: r for r in policy.named()}
+
+
+def _loosens(old: object, new: object) -> str | None:
+    """Why replacing `old` by `new` loosens a hard rule, or None when it does not."""
+    level = getattr(old, "level", None)
+    if level != m.Level.HARD:
+        return None
+    if type(old) is not type(new):
+        return "it changes the kind of an imported hard rule"
+    if getattr(new, "level", None) != m.Level.HARD:
+        return f"it lowers the imported hard rule to {getattr(new, 'level', None)}"
+    if isinstance(old, m.Rule):
+        return "an imported hard rule cannot be redefined; add a new rule to tighten it"
+    if isinstance(old, m.Quota | m.Budget) and new.limit > old.limit:  # type: ignore[attr-defined]
+        return f"it raises the limit from {old.limit:g} to {new.limit:g}"  # type: ignore[attr-defined]
+    return None
+
+
+def _merge(loaded: Loaded, keys: Sequence[str], roots: set[str]) -> m.Policy:
+    merged: dict[str, m.Rule | m.Preference | m.Quota | m.Budget] = {}
+    name, version = "default", 1
+    objective, failover = m.Objective(), m.Failover()
+    tests: list[m.PolicyTest] = []
+    for key in keys:
+        unit = loaded.units[key]
+        assert unit.policy is not None
+        policy = unit.policy
+        for rule_name, rule in _named(policy).items():
+            if rule_name in merged:
+                why = _loosens(merged[rule_name], rule)
+                if why:
+                    origin = getattr(rule, "origin", None)
+                    span = Span(origin.file, origin.line, origin.col) if origin else Span(key)
+                    loaded.diagnostics.append(
+                        diagnostic(span, codes.LOOSENS_HARD_RULE, f"rule {rule_name!r}: {why}")
+                    )
+                    continue
+            merged[rule_name] = rule
+        if unit.tree.header is not None:
+            name, version = policy.name, policy.version
+        if any(isinstance(s, ast.Objective) for s in unit.tree.statements):
+            objective = policy.objective
+        if any(isinstance(s, ast.Failover) for s in unit.tree.statements):
+            failover = policy.failover
+        if key in roots:
+            tests.extend(policy.tests)
+    values = list(merged.values())
+    return m.Policy(
+        name=name,
+        version=version,
+        rules=tuple(r for r in values if isinstance(r, m.Rule)),
+        preferences=tuple(r for r in values if isinstance(r, m.Preference)),
+        quotas=tuple(r for r in values if isinstance(r, m.Quota)),
+        budgets=tuple(r for r in values if isinstance(r, m.Budget)),
+        objective=objective,
+        failover=failover,
+        tests=tuple(tests),
+    )
+
+
+def load(
+    paths: Sequence[str | Path],
+    vocabulary: Vocabulary | None = None,
+    *,
+    read: Reader = _read,
+) -> Loaded:
+    """Load and merge policy files (later files after earlier ones, imports first). Never
+    raises for bad input: the diagnostics say what is wrong and `policy` is None then."""
+    loader = _Loader(vocabulary or Vocabulary(), read)
+    roots = set()
+    for raw in paths:
+        path = Path(raw)
+        loader.load(path, str(raw), None)
+        roots.add(str(path.resolve()) if path.exists() else str(path))
+    loaded = loader.result
+    if not loaded.errors:
+        loaded.policy = _merge(loaded, loader.order, roots)
+    if loaded.errors:
+        loaded.policy = None
+    return loaded
+
+
+def load_or_raise(paths: Sequence[str | Path], vocabulary: Vocabulary | None = None) -> m.Policy:
+    loaded = load(paths, vocabulary)
+    if loaded.policy is None:
+        raise PolicyError(loaded.errors, loaded.sources)
+    return loaded.policy

@@ -1,0 +1,323 @@
+"""Policy text → `ast.PolicyFile`. The grammar is loaded once (LALR, positions kept); the
+Transformer has one method per grammar alias and its `__default__` raises, so no raw Lark tree
+leaks out. Syntax errors become located diagnostics with Lark's token names put into words.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from lark import Lark, Token, Transformer, Tree, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from skyplan.dsl import ast, codes
+from skyplan.errors import Diagnostic, PolicyError, did_you_mean
+from skyplan.source import Source, Span
+
+#: Lark terminal names in words, for "expected ..." messages.
+_WORDS = {
+    "STRING": "a quoted string",
+    "NAME": "a name",
+    "BARE": "a name",
+    "INT": "a whole number",
+    "NUMBER": "a number",
+    "SIGNED_NUMBER": "a number",
+    "RULE": "'require' or 'deny'",
+    "METRIC": "sum(gpus), sum(vcpus), sum(nodes) or sum(memory)",
+    "GOAL": "'cost' or 'time'",
+    "STRATEGY": "'next-cheapest' or 'same-region-first'",
+    "SCOPE": "'zone', 'region' or 'cloud'",
+    "ERROR_KIND": "'capacity', 'quota', 'auth' or 'transient'",
+    "LEVEL": "'advisory', 'soft' or 'hard'",
+    "OP": "a comparison (==, !=, <, <=, >, >=)",
+    "SIZE_UNIT": "a size unit (GiB, TiB)",
+    "$END": "the end of the file",
+}
+
+
+@cache
+def _parser() -> Lark:
+    text = resources.files("skyplan.dsl").joinpath("grammar.lark").read_text(encoding="utf-8")
+    return Lark(text, parser="lalr", propagate_positions=True, maybe_placeholders=False)
+
+
+def _span(name: str, meta: Any) -> Span:
+    line = getattr(meta, "line", None)
+    col = getattr(meta, "column", None)
+    return Span(name, line, col)
+
+
+def _unquote(token: Token) -> str:
+    try:
+        value = json.loads(str(token))
+    except json.JSONDecodeError:
+        value = str(token)[1:-1]
+    return str(value)
+
+
+@v_args(meta=True)
+class _Builder(Transformer[Token, ast.PolicyFile]):
+    def __init__(self, name: str) -> None:
+        super().__init__(visit_tokens=False)
+        self.name = name
+
+    def __default__(self, data: Any, children: Any, meta: Any) -> Any:
+        raise AssertionError(f"grammar rule {data!r} has no AST builder")
+
+    def _at(self, meta: Any) -> Span:
+        return _span(self.name, meta)
+
+    def _tok(self, token: Token) -> Span:
+        return Span(self.name, token.line, token.column)
+
+    # -- file and statements ----------------------------------------------------------------
+
+    def policy(self, meta: Any, children: list[Any]) -> ast.PolicyFile:
+        header = children[0] if children and isinstance(children[0], ast.Header) else None
+        statements = tuple(c for c in children if not isinstance(c, ast.Header))
+        return ast.PolicyFile(header=header, statements=statements, span=self._at(meta))
+
+    def header(self, meta: Any, children: list[Token]) -> ast.Header:
+        version = int(children[1]) if len(children) > 1 else None
+        return ast.Header(_unquote(children[0]), version, self._at(meta))
+
+    def import_(self, meta: Any, children: list[Token]) -> ast.Import:
+        return ast.Import(_unquote(children[0]), self._at(meta))
+
+    def let(self, meta: Any, children: list[Any]) -> ast.Let:
+        return ast.Let(str(children[0]), children[1], self._at(meta))
+
+    @staticmethod
+    def _parts(children: list[Any]) -> tuple[Any, Any, list[Any]]:
+        """(when, main, rest) from `STRING when? main rest...` after the name."""
+        when = children[0][1] if children and isinstance(children[0], tuple) else None
+        rest = children[1:] if when is not None else children
+        return when, rest[0], rest[1:]
+
+    def rule(self, meta: Any, children: list[Any]) -> ast.Rule:
+        effect, name = str(children[0]), _unquote(children[1])
+        when, condition, rest = self._parts(children[2:])
+        level = rest[0] if rest else None
+        return ast.Rule(effect, name, when, condition, level, self._at(meta))
+
+    def prefer(self, meta: Any, children: list[Any]) -> ast.Prefer:
+        when, condition, rest = self._parts(children[1:])
+        return ast.Prefer(_unquote(children[0]), when, condition, rest[0], self._at(meta))
+
+    def quota(self, meta: Any, children: list[Any]) -> ast.Quota:
+        when, metric, rest = self._parts(children[1:])
+        metric_name = str(metric)[len("sum(") : -1]
+        level = rest[2] if len(rest) > 2 else None
+        return ast.Quota(
+            _unquote(children[0]), when, metric_name, rest[0], rest[1], level, self._at(meta)
+        )
+
+    def budget(self, meta: Any, children: list[Any]) -> ast.Budget:
+        when, limit, rest = self._parts(children[1:])
+        level = rest[1] if len(rest) > 1 else None
+        return ast.Budget(_unquote(children[0]), when, limit, rest[0], level, self._at(meta))
+
+    def objective(self, meta: Any, children: list[Token]) -> ast.Objective:
+        return ast.Objective(tuple(str(c) for c in children), self._at(meta))
+
+    def failover(self, meta: Any, children: list[Any]) -> ast.Failover:
+        return ast.Failover(str(children[0]), tuple(children[1:]), self._at(meta))
+
+    def block(self, meta: Any, children: list[Token]) -> ast.Block:
+        return ast.Block(str(children[0]), str(children[1]), self._at(meta))
+
+    def when(self, meta: Any, children: list[Any]) -> tuple[str, Any]:
+        return ("when", children[0])
+
+    def level(self, meta: Any, children: list[Token]) -> str:
+        return str(children[0])
+
+    def test(self, meta: Any, children: list[Any]) -> ast.Test:
+        return ast.Test(_unquote(children[0]), children[1], tuple(children[2:]), self._at(meta))
+
+    def given(self, meta: Any, children: list[ast.Pair]) -> tuple[ast.Pair, ...]:
+        return tuple(children)
+
+    def pair(self, meta: Any, children: list[Any]) -> ast.Pair:
+        return ast.Pair(str(children[0]), children[1], self._at(meta))
+
+    def expect_placed(self, meta: Any, children: list[Any]) -> ast.ExpectPlaced:
+        return ast.ExpectPlaced(children[0] if children else None, self._at(meta))
+
+    def expect_denied(self, meta: Any, children: list[Token]) -> ast.ExpectDenied:
+        return ast.ExpectDenied(_unquote(children[0]) if children else None, self._at(meta))
+
+    def expect_cost(self, meta: Any, children: list[ast.Money]) -> ast.ExpectCost:
+        return ast.ExpectCost(children[0], self._at(meta))
+
+    # -- expressions --------------------------------------------------------------------------
+
+    def or_(self, meta: Any, children: list[Any]) -> Any:
+        return children[0] if len(children) == 1 else ast.Or(tuple(children), self._at(meta))
+
+    def and_(self, meta: Any, children: list[Any]) -> Any:
+        return children[0] if len(children) == 1 else ast.And(tuple(children), self._at(meta))
+
+    def not_(self, meta: Any, children: list[Any]) -> ast.Not:
+        return ast.Not(children[0], self._at(meta))
+
+    def compare(self, meta: Any, children: list[Any]) -> ast.Compare:
+        return ast.Compare(str(children[1]), children[0], children[2], self._at(meta))
+
+    def in_(self, meta: Any, children: list[Any]) -> ast.In:
+        return ast.In(children[0], children[1], False, self._at(meta))
+
+    def not_in(self, meta: Any, children: list[Any]) -> ast.In:
+        return ast.In(children[0], children[1], True, self._at(meta))
+
+    def match(self, meta: Any, children: list[Any]) -> ast.Match:
+        patterns, bracketed = children[1]
+        return ast.Match(children[0], patterns, bracketed, self._at(meta))
+
+    def patterns(self, meta: Any, children: list[Token]) -> tuple[tuple[ast.Str, ...], bool]:
+        strs = tuple(ast.Str(_unquote(t), self._tok(t)) for t in children)
+        end = getattr(meta, "end_column", None)
+        start = getattr(meta, "column", None)
+        bracketed = len(children) > 1 or (
+            start is not None and end is not None and end - start > len(str(children[0]))
+        )
+        return strs, bracketed
+
+    def path(self, meta: Any, children: list[Token]) -> ast.Path:
+        return ast.Path(tuple(str(c) for c in children), self._at(meta))
+
+    def call(self, meta: Any, children: list[Any]) -> ast.Call:
+        return ast.Call(str(children[0]), tuple(children[1:]), self._at(meta))
+
+    def set(self, meta: Any, children: list[ast.SetItem]) -> tuple[ast.SetItem, ...]:
+        return tuple(children)
+
+    def item_string(self, meta: Any, children: list[Token]) -> ast.SetItem:
+        return ast.SetItem(_unquote(children[0]), True, self._at(meta))
+
+    def item_bare(self, meta: Any, children: list[Token]) -> ast.SetItem:
+        return ast.SetItem(str(children[0]), False, self._at(meta))
+
+    def item_number(self, meta: Any, children: list[Token]) -> ast.SetItem:
+        return ast.SetItem(float(children[0]), False, self._at(meta))
+
+    def string(self, meta: Any, children: list[Token]) -> ast.Str:
+        return ast.Str(_unquote(children[0]), self._at(meta))
+
+    def number(self, meta: Any, children: list[Token]) -> ast.Num:
+        return ast.Num(float(children[0]), self._at(meta))
+
+    def money(self, meta: Any, children: list[Token]) -> ast.Money:
+        return ast.Money(float(children[0]), self._at(meta))
+
+    def percent(self, meta: Any, children: list[Token]) -> ast.Percent:
+        return ast.Percent(float(children[0]), self._at(meta))
+
+    def size(self, meta: Any, children: list[Token]) -> ast.Size:
+        return ast.Size(float(children[0]), str(children[1]), self._at(meta))
+
+    def true(self, meta: Any, children: list[Any]) -> ast.Bool:
+        return ast.Bool(True, self._at(meta))
+
+    def false(self, meta: Any, children: list[Any]) -> ast.Bool:
+        return ast.Bool(False, self._at(meta))
+
+
+def _expected(parser: Lark, names: set[str]) -> str:
+    words: list[str] = []
+    for name in sorted(names):
+        if name in _WORDS:
+            word = _WORDS[name]
+        else:
+            try:
+                pattern = parser.get_terminal(name).pattern
+                word = f"'{pattern.value}'"
+            except KeyError:
+                word = name.lower()
+        if word not in words:
+            words.append(word)
+    if not words:
+        return ""
+    if len(words) > 8:
+        words = [*words[:8], "…"]
+    return "expected " + (
+        words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+    )
+
+
+def _syntax_error(exc: UnexpectedInput, source: Source) -> Diagnostic:
+    span = Span(source.name, getattr(exc, "line", None), getattr(exc, "column", None))
+    parser = _parser()
+    if isinstance(exc, UnexpectedToken):
+        token = exc.token
+        message = "unexpected end of file" if token.type == "$END" else f"unexpected {str(token)!r}"
+        expected = _expected(parser, set(exc.accepts or exc.expected))
+    elif isinstance(exc, UnexpectedCharacters):
+        at = exc.pos_in_stream or 0
+        message = f"unexpected character {source.text[at : at + 1]!r}"
+        expected = _expected(parser, set(exc.allowed or ()))
+    elif isinstance(exc, UnexpectedEOF):
+        message = "unexpected end of file"
+        expected = _expected(parser, set(exc.expected))
+    else:  # pragma: no cover - Lark raises only the three above
+        message, expected = str(exc), ""
+    if expected:
+        message += f"; {expected}"
+    hint = None
+    if isinstance(exc, UnexpectedToken) and exc.token.type in ("NAME", "BARE"):
+        keywords = [
+            str(parser.get_terminal(n).pattern.value)
+            for n in (exc.accepts or exc.expected)
+            if n not in _WORDS and n in {t.name for t in parser.terminals}
+        ]
+        guess = did_you_mean(str(exc.token), [k for k in keywords if k.isidentifier()])
+        hint = f"did you mean {guess!r}?" if guess else None
+    return diagnostic(span, codes.SYNTAX, message, hint=hint)
+
+
+def diagnostic(
+    span: Span, code: str, message: str, *, hint: str | None = None, severity: str = "error"
+) -> Diagnostic:
+    """A policy diagnostic: located, with its stable code and slug."""
+    return Diagnostic(span, message, hint=hint, code=code, severity=severity, slug=codes.slug(code))
+
+
+def _comments(text: str, name: str) -> tuple[ast.Comment, ...]:
+    """Every `#` comment outside strings, with whether it stands on its own line."""
+    found = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        in_string, escaped = False, False
+        for col, ch in enumerate(line):
+            if in_string:
+                if escaped:
+                    escaped = False
+                elif ch == "\\":
+                    escaped = True
+                elif ch == '"':
+                    in_string = False
+            elif ch == '"':
+                in_string = True
+            elif ch == "#":
+                own = not line[:col].strip()
+                found.append(ast.Comment(line[col:].rstrip(), own, Span(name, number, col + 1)))
+                break
+    return tuple(found)
+
+
+def parse(text: str, name: str = "<policy>") -> ast.PolicyFile:
+    """Parse one policy file; raises `PolicyError` with a located syntax diagnostic."""
+    source = Source(name, text)
+    try:
+        tree: Tree[Token] = _parser().parse(text)
+    except UnexpectedInput as exc:
+        raise PolicyError([_syntax_error(exc, source)], {name: source}) from None
+    policy = _Builder(name).transform(tree)
+    return ast.PolicyFile(
+        header=policy.header,
+        statements=policy.statements,
+        comments=_comments(text, name),
+        span=policy.span,
+    )
