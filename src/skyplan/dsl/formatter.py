@@ -45,7 +45,7 @@ def _item(item: ast.SetItem) -> str:
     return _string(item.value) if item.quoted else item.value
 
 
-def expr(e: ast.Expr) -> str:  # noqa: PLR0911 - one branch per node kind
+def expr(e: ast.Expr) -> str:
     """Canonical text of an expression."""
     if isinstance(e, ast.Str):
         return _string(e.value)
@@ -146,7 +146,7 @@ def format_file(tree: ast.PolicyFile, text: str) -> str:
         return line >= 2 and not source_lines[line - 2].strip()
 
     own = sorted((c for c in tree.comments if c.own_line), key=lambda c: c.span.line or 0)
-    inline = {c.span.line: c for c in tree.comments if not c.own_line}
+    inline = {c.span.line or 0: c for c in tree.comments if not c.own_line}
     items: list[tuple[int, ast.Header | ast.Statement]] = []
     if tree.header is not None:
         items.append((tree.header.span.line or 0, tree.header))
