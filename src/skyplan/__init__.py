@@ -9,15 +9,25 @@ The public API, flat: load a task and a catalog, plan, read the plan.
 
 from skyplan.api import (
     Catalog,
+    Policy,
+    PolicyDiff,
+    RequestContext,
+    TestReport,
     accelerator_offers,
     accelerator_summary,
     catalog_summary,
+    check_policy,
     default_catalog_path,
+    diff_policy,
+    format_policy,
     load_catalog,
+    load_policy,
     load_task,
     parse_task,
     plan,
     refresh_catalog,
+    request_context,
+    run_policy_tests,
     task_schema,
     with_overrides,
 )
@@ -27,11 +37,12 @@ from skyplan.errors import (
     InputError,
     NoFeasiblePlacement,
     PlacementError,
+    PolicyError,
     Rejection,
     SkyplanError,
     TaskError,
 )
-from skyplan.model import Dag, Offer, Placement, Plan, Resources, ServiceSpec, Task
+from skyplan.model import Dag, Offer, Placement, Plan, Resources, ServiceSpec, Task, Verdict
 
 __version__ = "0.1.0"
 
@@ -46,22 +57,43 @@ __all__ = [
     "Placement",
     "PlacementError",
     "Plan",
+    "Policy",
+    "PolicyDiff",
+    "PolicyError",
     "Rejection",
+    "RequestContext",
     "Resources",
     "ServiceSpec",
     "SkyplanError",
     "Task",
     "TaskError",
+    "TestReport",
+    "Verdict",
     "__version__",
     "accelerator_offers",
     "accelerator_summary",
     "catalog_summary",
+    "check_policy",
     "default_catalog_path",
+    "diff_policy",
+    "format_policy",
     "load_catalog",
+    "load_policy",
     "load_task",
     "parse_task",
     "plan",
     "refresh_catalog",
+    "request_context",
+    "run_policy_tests",
     "task_schema",
     "with_overrides",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """`skyplan.dsl` (the policy language, with Lark) loads on first use."""
+    if name == "dsl":
+        import importlib
+
+        return importlib.import_module("skyplan.dsl")
+    raise AttributeError(f"module 'skyplan' has no attribute {name!r}")

@@ -8,17 +8,22 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from skyplan.catalog import Catalog, default_catalog_path, load_catalog
 from skyplan.catalog.queries import accelerator_offers, accelerator_summary, catalog_summary
-from skyplan.errors import Diagnostic, TaskError
-from skyplan.model import Dag, Plan, Resources, Task
+from skyplan.errors import Diagnostic, PolicyError, TaskError
+from skyplan.model import Dag, Plan, Policy, RequestContext, Resources, Task
+from skyplan.model.policy import PolicyTest
 from skyplan.model.taskfile import parse_task_text
+from skyplan.review import PolicyDiff, TestReport, diff_policies, run_tests
 from skyplan.solver import plan as _plan
 from skyplan.source import Span
+
+if TYPE_CHECKING:  # the DSL (and Lark) load on first use, keeping `import skyplan` fast
+    from skyplan.dsl import Loaded, Vocabulary
 
 
 def load_task(path: str | os.PathLike[str]) -> Dag:
@@ -71,13 +76,35 @@ def with_overrides(work: Dag, overrides: dict[str, Any], origin: str = "<flags>"
     return work.model_copy(update={"tasks": tuple(tasks)})
 
 
-def plan(work: Task | Dag, *, catalog: Catalog, alternatives: int = 8) -> Plan:
+def plan(
+    work: Task | Dag,
+    *,
+    catalog: Catalog,
+    alternatives: int = 8,
+    policy: Policy | None = None,
+    context: RequestContext | None = None,
+    overrides: dict[str, str] | None = None,
+    usage: dict[str, float] | None = None,
+) -> Plan:
     """The cheapest feasible placement of every task in `work`, with ranked alternatives.
 
+    With a `policy`, its rules narrow the candidates (soft ones unless `overrides` names them
+    with a reason), its preferences re-rank them, and its quotas and budgets bound each task
+    given the `usage` already recorded ("<limit name>/<key>=<value>" → amount). `context` says
+    who asks (see `request_context`).
+
     Pure: no I/O, no printing, inputs untouched. Raises `NoFeasiblePlacement` (with the
-    requirement that removed the last offers and where the request would fit).
+    requirement or rule that removed the last offers and where the request would fit).
     """
-    return _plan(work, catalog=catalog, alternatives=alternatives)
+    return _plan(
+        work,
+        catalog=catalog,
+        alternatives=alternatives,
+        policy=policy,
+        context=context,
+        overrides=overrides,
+        usage=usage,
+    )
 
 
 def task_schema() -> dict[str, Any]:
@@ -110,17 +137,118 @@ def refresh_catalog(
     return frame.height
 
 
+# -- policies ------------------------------------------------------------------------------------
+
+
+def policy_vocabulary(catalog: Catalog | None) -> Vocabulary:
+    """What `policy check` validates names against: the catalog's accelerators and regions."""
+    from skyplan.dsl import Vocabulary
+
+    if catalog is None:
+        return Vocabulary()
+    return Vocabulary(accelerators=catalog.accelerators, regions=catalog.regions())
+
+
+def check_policy(
+    paths: Sequence[str | os.PathLike[str]], *, catalog: Catalog | None = None
+) -> Loaded:
+    """Parse, resolve and type-check policy files (and their imports). Never raises for bad
+    input: `Loaded.diagnostics` holds every error and warning, `Loaded.policy` is None on error."""
+    from skyplan.dsl import load
+
+    return load([os.fspath(p) for p in paths], policy_vocabulary(catalog))
+
+
+def load_policy(
+    paths: Sequence[str | os.PathLike[str]], *, catalog: Catalog | None = None
+) -> Policy:
+    """The effective policy of `paths` (later files after earlier ones); raises `PolicyError`."""
+    loaded = check_policy(paths, catalog=catalog)
+    if loaded.policy is None:
+        raise PolicyError(loaded.errors, loaded.sources)
+    return loaded.policy
+
+
+def format_policy(text: str, name: str = "<policy>") -> str:
+    """The canonical form of policy text; raises `PolicyError` when it does not parse."""
+    from skyplan.dsl import format_text
+
+    return format_text(text, name)
+
+
+def request_context(
+    *,
+    team: str | None = None,
+    user: str | None = None,
+    labels: dict[str, str] | None = None,
+    kind: str | None = None,
+) -> RequestContext:
+    """Who asks: what policy conditions see as task.team, task.user, task.labels, task.kind.
+    Each planned task adds its own name, kind (service when it has a service block) and labels."""
+    return RequestContext(
+        team=team,
+        user=user,
+        labels=dict(labels or {}),
+        kind=kind or "task",
+    )
+
+
+def run_policy_tests(
+    paths: Sequence[str | os.PathLike[str]], *, catalog: Catalog | None = None
+) -> list[tuple[str, TestReport]]:
+    """Run the test blocks of each policy file (with what it imports) and report coverage.
+    A test's `given { catalog: "x.csv" }` is read relative to its file; otherwise `catalog`,
+    or the default catalog, is used. Raises `PolicyError` when a file does not check."""
+    reports = []
+    for path in paths:
+        name = os.fspath(path)
+        policy = load_policy([name], catalog=catalog)
+
+        def catalog_for(test: PolicyTest, _base: str = name) -> Catalog:
+            given = dict(test.given)
+            if given.get("catalog"):
+                return load_catalog(Path(_base).parent / str(given["catalog"]))
+            return catalog if catalog is not None else load_catalog()
+
+        reports.append((name, run_tests(policy, catalog_for)))
+    return reports
+
+
+def diff_policy(
+    old: Sequence[str | os.PathLike[str]],
+    new: Sequence[str | os.PathLike[str]],
+    *,
+    catalog: Catalog,
+) -> PolicyDiff:
+    """Which offers a policy change newly allows or denies, per request context, and whether it
+    loosens a hard rule. Raises `PolicyError` when either side does not check."""
+    return diff_policies(
+        load_policy(old, catalog=catalog), load_policy(new, catalog=catalog), catalog
+    )
+
+
 __all__ = [
     "Catalog",
+    "Policy",
+    "PolicyDiff",
+    "RequestContext",
+    "TestReport",
     "accelerator_offers",
     "accelerator_summary",
     "catalog_summary",
+    "check_policy",
     "default_catalog_path",
+    "diff_policy",
+    "format_policy",
     "load_catalog",
+    "load_policy",
     "load_task",
     "parse_task",
     "plan",
+    "policy_vocabulary",
     "refresh_catalog",
+    "request_context",
+    "run_policy_tests",
     "task_schema",
     "with_overrides",
 ]

@@ -147,6 +147,7 @@ class Rejection:
     removed: int
     remaining: int
     would_fit: str | None = None
+    rule: str | None = None
 
 
 class NoFeasiblePlacement(PlacementError):

@@ -148,7 +148,9 @@ def test_plan_json_shape(write_task: Any, catalog: Path) -> None:
     ]
     assert all(set(a) == OFFER_KEYS for a in placement["alternatives"])
     assert placement["option"] == "accelerators=A100:8"
-    assert all(set(f) == {"name", "requirement", "before", "after"} for f in placement["filters"])
+    assert all(
+        set(f) == {"name", "requirement", "before", "after", "rule"} for f in placement["filters"]
+    )
     assert data["hourly_cost"] == 29.39
 
 

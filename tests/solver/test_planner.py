@@ -869,7 +869,7 @@ def test_plan_to_json_shape() -> None:
     for alternative in placement["alternatives"]:
         assert set(alternative) == OFFER_KEYS
     for step in placement["filters"]:
-        assert set(step) == {"name", "requirement", "before", "after"}
+        assert set(step) == {"name", "requirement", "before", "after", "rule"}
     assert json.loads(json.dumps(data)) == data
 
 

@@ -34,6 +34,7 @@ class FilterStep(BaseModel):
     requirement: str
     before: int
     after: int
+    rule: str | None = None
 
     @property
     def removed(self) -> int:

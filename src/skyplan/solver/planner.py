@@ -162,7 +162,13 @@ def evaluate(
     )
     for (f, _), after in zip(active, counts, strict=True):
         steps.append(
-            FilterStep(name=f.name, requirement=f.requirement(req), before=before, after=after)
+            FilterStep(
+                name=f.name,
+                requirement=f.requirement(req),
+                before=before,
+                after=after,
+                rule=getattr(f, "rule_name", None),
+            )
         )
         before = after
     offers = frame.filter(pl.all_horizontal([e for _, e in active])) if active else frame
@@ -176,7 +182,7 @@ def evaluate(
             previous = [e for _, e in active[: index - offset]]
             remaining = frame.filter(pl.all_horizontal(previous)) if previous else frame
         rejection = Rejection(
-            step.requirement, step.removed, 0, would_fit(step.name, req, remaining)
+            step.requirement, step.removed, 0, would_fit(step.name, req, remaining), step.rule
         )
     return Evaluation(canonical, tuple(steps), offers, rejection)
 
@@ -411,7 +417,9 @@ def place(
             **extra,
         )
     reasons = [
-        Rejection(f"[{e.option.describe()}] {r.requirement}", r.removed, r.remaining, r.would_fit)
+        Rejection(
+            f"[{e.option.describe()}] {r.requirement}", r.removed, r.remaining, r.would_fit, r.rule
+        )
         if len(failures) > 1
         else r
         for e in failures

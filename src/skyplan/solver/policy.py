@@ -209,6 +209,10 @@ class RuleFilter:
     def name(self) -> str:
         return self.rule.effect
 
+    @property
+    def rule_name(self) -> str:
+        return self.rule.name
+
     def expr(self, req: Request) -> pl.Expr | None:
         mask = condition(self.rule.condition, self.ctx)
         return mask if self.rule.effect == "require" else ~mask
@@ -241,6 +245,10 @@ class QuotaFilter:
     @property
     def name(self) -> str:
         return "quota" if isinstance(self.limit, m.Quota) else "budget"
+
+    @property
+    def rule_name(self) -> str:
+        return self.limit.name
 
     def expr(self, req: Request) -> pl.Expr | None:
         if isinstance(self.limit, m.Quota):
