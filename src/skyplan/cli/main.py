@@ -14,6 +14,8 @@ import click
 
 import skyplan
 from skyplan.cli import render, show_gpus
+from skyplan.cli.options import catalog_option, context_options, json_option, parse_pairs
+from skyplan.cli.policy import policy_group
 
 EXIT_INTERNAL = 70
 
@@ -40,17 +42,6 @@ class _Group(click.Group):
             ctx.exit(EXIT_INTERNAL)
 
 
-catalog_option = click.option(
-    "--catalog",
-    "catalog_path",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Catalog: skyplan CSV/Parquet file or directory, or a SkyPilot v8 directory. "
-    "Default: the shipped catalog (or $SKYPLAN_CATALOG).",
-)
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-
-
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(skyplan.__version__, prog_name="skyplan")
 def cli() -> None:
@@ -75,6 +66,14 @@ def cli() -> None:
     show_default=True,
     help="How many runner-ups to show.",
 )
+@click.option(
+    "--policy",
+    "policies",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Policy file to apply (repeatable; later files after earlier ones).",
+)
+@context_options
 def plan(
     task_file: Path,
     catalog_path: Path | None,
@@ -87,6 +86,11 @@ def plan(
     num_nodes: int | None,
     use_spot: bool | None,
     alternatives: int,
+    policies: tuple[Path, ...],
+    team: str | None,
+    user: str | None,
+    labels: tuple[str, ...],
+    overrides: tuple[str, ...],
 ) -> None:
     """Plan TASK_FILE: the cheapest feasible placement and the runner-ups."""
     work = skyplan.load_task(task_file)
@@ -101,7 +105,16 @@ def plan(
     }
     work = skyplan.with_overrides(work, {k: v for k, v in flags.items() if v is not None})
     catalog = skyplan.load_catalog(catalog_path)
-    result = skyplan.plan(work, catalog=catalog, alternatives=alternatives)
+    policy = skyplan.load_policy(list(policies), catalog=catalog) if policies else None
+    context = skyplan.request_context(team=team, user=user, labels=parse_pairs(labels, "--label"))
+    result = skyplan.plan(
+        work,
+        catalog=catalog,
+        alternatives=alternatives,
+        policy=policy,
+        context=context,
+        overrides=parse_pairs(overrides, "--override"),
+    )
     if as_json:
         render.emit_json(result.to_json())
         return
@@ -113,6 +126,7 @@ def plan(
 
 
 cli.add_command(show_gpus.show_gpus)
+cli.add_command(policy_group)
 
 
 @cli.group()

@@ -1,0 +1,280 @@
+"""`skyplan policy ...`: format, check, test, explain and diff policy files."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+import skyplan
+from skyplan.cli import render
+from skyplan.cli.options import catalog_option, context_options, json_option, parse_pairs
+
+
+def policy_files(paths: tuple[Path, ...]) -> list[Path]:
+    """Files named, and every *.policy under directories named (sorted)."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(sorted(path.rglob("*.policy")))
+        else:
+            found.append(path)
+    return found
+
+
+@click.group(name="policy")
+def policy_group() -> None:
+    """Policy files as code: fmt, check, test, explain, diff."""
+
+
+@policy_group.command("fmt")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--check", is_flag=True, help="Change nothing; exit 1 if a file is not formatted.")
+def fmt(files: tuple[Path, ...], check: bool) -> None:
+    """Rewrite FILES (or *.policy under directories) in canonical form, comments kept."""
+    unformatted, broken = [], False
+    for path in policy_files(files):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise click.UsageError(f"cannot read {path}: {exc}") from None
+        try:
+            formatted = skyplan.format_policy(text, str(path))
+        except skyplan.PolicyError as exc:
+            click.echo(str(exc), err=True)
+            broken = True
+            continue
+        if formatted != text:
+            unformatted.append(path)
+            if not check:
+                tmp = path.with_suffix(path.suffix + ".tmp")
+                tmp.write_text(formatted, encoding="utf-8")
+                tmp.replace(path)
+    for path in unformatted:
+        click.echo(f"{'would reformat' if check else 'reformatted'} {path}")
+    if broken or (check and unformatted):
+        sys.exit(1)
+
+
+def _diagnostic_json(d: skyplan.Diagnostic) -> dict[str, Any]:
+    return {
+        "file": d.span.file,
+        "line": d.span.line,
+        "col": d.span.col,
+        "code": d.code,
+        "severity": d.severity,
+        "message": d.message,
+        "hint": d.hint,
+    }
+
+
+@policy_group.command("check")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@catalog_option
+@json_option
+def check(files: tuple[Path, ...], catalog_path: Path | None, as_json: bool) -> None:
+    """Parse and type-check FILES against the catalog's vocabulary. Exit 1 on any error."""
+    catalog = skyplan.load_catalog(catalog_path)
+    diagnostics: list[skyplan.Diagnostic] = []
+    sources: dict[str, Any] = {}
+    for path in policy_files(files):
+        loaded = skyplan.check_policy([path], catalog=catalog)
+        for d in loaded.diagnostics:
+            if d not in diagnostics:
+                diagnostics.append(d)
+        sources.update(loaded.sources)
+    report = skyplan.PolicyError(diagnostics, sources) if diagnostics else None
+    shown = list(report.diagnostics) if report else []
+    if as_json:
+        render.emit_json({"diagnostics": [_diagnostic_json(d) for d in shown]})
+    elif report is not None:
+        click.echo(str(report), err=True)
+    errors = sum(1 for d in diagnostics if d.severity == "error")
+    if not as_json:
+        warnings = len(diagnostics) - errors
+        click.echo(
+            f"{len(policy_files(files))} file(s) checked: {errors} error(s), {warnings} warning(s)",
+            err=True,
+        )
+    if errors:
+        sys.exit(1)
+
+
+@policy_group.command("test")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@catalog_option
+@json_option
+def test(paths: tuple[Path, ...], catalog_path: Path | None, as_json: bool) -> None:
+    """Run the test blocks of policy files (default: ./policies) and report rule coverage."""
+    files = [
+        f
+        for f in policy_files(paths or (Path("policies"),))
+        if "test " in f.read_text(encoding="utf-8")
+    ]
+    catalog = skyplan.load_catalog(catalog_path) if catalog_path else None
+    reports = skyplan.run_policy_tests(files, catalog=catalog)
+    failed = sum(1 for _, r in reports for t in r.results if not t.passed)
+    passed = sum(1 for _, r in reports for t in r.results if t.passed)
+    if as_json:
+        render.emit_json(
+            {
+                "files": [
+                    {
+                        "file": name,
+                        "tests": [
+                            {
+                                "name": t.name,
+                                "line": t.line,
+                                "passed": t.passed,
+                                "failures": t.failures,
+                                "outcome": t.outcome,
+                            }
+                            for t in report.results
+                        ],
+                        "rules": list(report.rules),
+                        "covered": sorted(report.covered),
+                        "coverage": round(report.coverage, 4),
+                    }
+                    for name, report in reports
+                ],
+                "passed": passed,
+                "failed": failed,
+            }
+        )
+    else:
+        for name, report in reports:
+            for t in report.results:
+                mark = "PASS" if t.passed else "FAIL"
+                click.echo(f"{mark} {name}:{t.line} {t.name}")
+                for failure in t.failures:
+                    click.echo(f"     {failure}")
+            uncovered = [r for r in report.rules if r not in report.covered]
+            covered = f"{len(report.covered)}/{len(report.rules)}"
+            line = f"     coverage {covered} rules ({report.coverage:.0%})"
+            if uncovered:
+                line += "; not exercised: " + ", ".join(repr(r) for r in uncovered)
+            click.echo(line)
+        click.echo(f"{passed} passed, {failed} failed")
+    if failed:
+        sys.exit(1)
+
+
+@policy_group.command("explain")
+@click.argument("policies", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--task", "task_file", required=True, type=click.Path(path_type=Path), help="Task YAML to plan."
+)
+@catalog_option
+@context_options
+@json_option
+def explain(
+    policies: tuple[Path, ...],
+    task_file: Path,
+    catalog_path: Path | None,
+    team: str | None,
+    user: str | None,
+    labels: tuple[str, ...],
+    overrides: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Every rule's verdict for one request, how many offers each removed, the winner and the
+    runner-ups, and which preference decided."""
+    catalog = skyplan.load_catalog(catalog_path)
+    policy = skyplan.load_policy(list(policy_files(policies)), catalog=catalog)
+    work = skyplan.load_task(task_file)
+    context = skyplan.request_context(team=team, user=user, labels=parse_pairs(labels, "--label"))
+    result = skyplan.plan(
+        work,
+        catalog=catalog,
+        policy=policy,
+        context=context,
+        overrides=parse_pairs(overrides, "--override"),
+    )
+    if as_json:
+        render.emit_json(result.to_json())
+        return
+    out = render.console()
+    for placement in result.placements:
+        table = Table(title=f"rules for {placement.task or 'the task'}", title_justify="left")
+        for col in ("RULE", "KIND", "LEVEL", "APPLIES", "REMOVED", "NOTE"):
+            table.add_column(col)
+        for v in placement.verdicts:
+            table.add_row(
+                v.name,
+                v.kind,
+                v.level or "-",
+                "yes" if v.applies else "no",
+                f"{v.removed:,}",
+                v.note or "",
+            )
+        out.print(table)
+        if placement.decided_by and placement.cheapest is not None:
+            c = placement.cheapest
+            out.print(
+                f"decided by preference(s) {', '.join(repr(n) for n in placement.decided_by)}: "
+                f"the cheapest offer was {c.cloud}/{c.region} {c.instance_type} "
+                f"at ${c.hourly_cost:.4f}/h"
+            )
+    for table in render.plan_table(result):
+        out.print(table)
+    for line in render.placement_summary(result):
+        out.print(line)
+
+
+@policy_group.command("diff")
+@click.argument("old", type=click.Path(path_type=Path))
+@click.argument("new", type=click.Path(path_type=Path))
+@catalog_option
+@json_option
+def diff(old: Path, new: Path, catalog_path: Path | None, as_json: bool) -> None:
+    """Which offers a change from OLD to NEW newly allows or denies, per request context found
+    in the policies' tests. Exit 1 when the change loosens a hard rule."""
+    catalog = skyplan.load_catalog(catalog_path)
+    result = skyplan.diff_policy([old], [new], catalog=catalog)
+    if as_json:
+        render.emit_json(
+            {
+                "contexts": [
+                    {
+                        "context": ch.context.model_dump(exclude={"name", "num_nodes"}),
+                        "newly_allowed": ch.allowed,
+                        "newly_denied": ch.denied,
+                        "loosened": ch.loosened,
+                        "examples_allowed": ch.samples_allowed,
+                        "examples_denied": ch.samples_denied,
+                    }
+                    for ch in result.changes
+                ],
+                "limits": result.limits,
+                "loosens_hard_rule": result.loosens_hard_rule,
+            }
+        )
+    else:
+        for ch in result.changes:
+            ctx = ch.context
+            who = ", ".join(
+                f"{k}={v}"
+                for k, v in (("team", ctx.team), ("user", ctx.user), ("kind", ctx.kind))
+                if v and not (k == "kind" and v == "task")
+            )
+            who += "".join(f", labels.{k}={v}" for k, v in sorted(ctx.labels.items()))
+            click.echo(
+                f"context {who.strip(', ') or '(any request)'}: "
+                f"+{ch.allowed:,} allowed, -{ch.denied:,} denied"
+            )
+            for s in ch.samples_allowed:
+                click.echo(f"  + {s}")
+            for s in ch.samples_denied:
+                click.echo(f"  - {s}")
+            if ch.loosened:
+                click.echo(f"  ! {ch.loosened:,} offer(s) a hard rule denied are now allowed")
+        for line in result.limits:
+            click.echo(f"limit {line}")
+        if result.empty:
+            click.echo("no semantic change")
+    if result.loosens_hard_rule:
+        click.echo("error: the change loosens a hard rule", err=True)
+        sys.exit(1)
