@@ -23,8 +23,7 @@ _WORDS = {
     "NAME": "a name",
     "BARE": "a name",
     "INT": "a whole number",
-    "NUMBER": "a number",
-    "SIGNED_NUMBER": "a number",
+    "NUM": "a number",
     "RULE": "'require' or 'deny'",
     "METRIC": "sum(gpus), sum(vcpus), sum(nodes) or sum(memory)",
     "GOAL": "'cost' or 'time'",
@@ -35,6 +34,17 @@ _WORDS = {
     "OP": "a comparison (==, !=, <, <=, >, >=)",
     "SIZE_UNIT": "a size unit (GiB, TiB)",
     "$END": "the end of the file",
+}
+
+
+#: Named terminals that are a choice of keywords, for did-you-mean hints.
+_KEYWORDS = {
+    "RULE": ("require", "deny"),
+    "GOAL": ("cost", "time"),
+    "STRATEGY": ("next-cheapest", "same-region-first"),
+    "SCOPE": ("zone", "region", "cloud"),
+    "ERROR_KIND": ("capacity", "quota", "auth", "transient"),
+    "LEVEL": ("advisory", "soft", "hard"),
 }
 
 
@@ -204,11 +214,17 @@ class _Builder(Transformer[Token, ast.PolicyFile]):
     def item_number(self, meta: Any, children: list[Token]) -> ast.SetItem:
         return ast.SetItem(float(children[0]), False, self._at(meta))
 
+    def item_negative(self, meta: Any, children: list[Token]) -> ast.SetItem:
+        return ast.SetItem(-float(children[0]), False, self._at(meta))
+
     def string(self, meta: Any, children: list[Token]) -> ast.Str:
         return ast.Str(_unquote(children[0]), self._at(meta))
 
     def number(self, meta: Any, children: list[Token]) -> ast.Num:
         return ast.Num(float(children[0]), self._at(meta))
+
+    def negative(self, meta: Any, children: list[Token]) -> ast.Num:
+        return ast.Num(-float(children[0]), self._at(meta))
 
     def money(self, meta: Any, children: list[Token]) -> ast.Money:
         return ast.Money(float(children[0]), self._at(meta))
@@ -268,12 +284,13 @@ def _syntax_error(exc: UnexpectedInput, source: Source) -> Diagnostic:
         message += f"; {expected}"
     hint = None
     if isinstance(exc, UnexpectedToken) and exc.token.type in ("NAME", "BARE"):
-        keywords = [
-            str(parser.get_terminal(n).pattern.value)
-            for n in (exc.accepts or exc.expected)
-            if n not in _WORDS and n in {t.name for t in parser.terminals}
-        ]
-        guess = did_you_mean(str(exc.token), [k for k in keywords if k.isidentifier()])
+        keywords = []
+        for n in exc.accepts or exc.expected:
+            if n in _KEYWORDS:
+                keywords.extend(_KEYWORDS[n])
+            elif n not in _WORDS and n in {t.name for t in parser.terminals}:
+                keywords.append(str(parser.get_terminal(n).pattern.value))
+        guess = did_you_mean(str(exc.token), [k for k in keywords if k.replace("-", "_").isidentifier()])
         hint = f"did you mean {guess!r}?" if guess else None
     return diagnostic(span, codes.SYNTAX, message, hint=hint)
 
