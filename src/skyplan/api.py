@@ -202,7 +202,7 @@ def run_policy_tests(
     reports = []
     for path in paths:
         name = os.fspath(path)
-        policy = load_policy([name], catalog=catalog)
+        policy = load_policy([name], catalog=catalog if catalog is not None else load_catalog())
 
         def catalog_for(test: PolicyTest, _base: str = name) -> Catalog:
             given = dict(test.given)

@@ -32,7 +32,7 @@ class Source:
     text: str
 
     def line(self, number: int) -> str | None:
-        lines = self.text.splitlines()
+        lines = [line.rstrip("\r") for line in self.text.split("\n")]
         if 1 <= number <= len(lines):
             return lines[number - 1]
         return None

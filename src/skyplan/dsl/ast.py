@@ -194,6 +194,8 @@ class Budget:
     per: Path
     level: str | None
     span: Span = _span()
+    #: what is bounded; only `hourly_cost` is valid (checked by the compiler)
+    measure: Path = Path(("hourly_cost",))
 
 
 @dataclass(frozen=True)
@@ -250,6 +252,7 @@ class Test:
     given: tuple[Pair, ...]
     expects: tuple[Expectation, ...]
     span: Span = _span()
+    given_span: Span = _span()
 
 
 Statement = Import | Let | Rule | Prefer | Quota | Budget | Objective | Failover | Test
@@ -271,3 +274,5 @@ class PolicyFile:
     statements: tuple[Statement, ...]
     comments: tuple[Comment, ...] = field(default=(), compare=False)
     span: Span = _span()
+    #: the last line of each statement, in order (for the formatter's comments)
+    ends: tuple[int, ...] = field(default=(), compare=False)

@@ -62,6 +62,10 @@ class Unit:
     lets: dict[str, ast.Let] = field(default_factory=dict)
     let_types: dict[str, str | None] = field(default_factory=dict)
     used_lets: set[str] = field(default_factory=set)
+    #: lets defined so far while checking in order: a let is usable after its definition
+    defined: set[str] = field(default_factory=set)
+    #: rule names the file's imports define (for `expect denied by`)
+    imported_rules: frozenset[str] = frozenset()
     policy: m.Policy | None = None
 
     def error(self, span: Span, code: str, message: str, hint: str | None = None) -> None:
@@ -151,6 +155,15 @@ class Checker:
             )
             return None
         name = parts[0]
+        if len(parts) == 1 and name in self.unit.lets and name not in self.unit.defined:
+            let = self.unit.lets[name]
+            self.unit.error(
+                p.span,
+                codes.UNKNOWN_NAME,
+                f"let {name!r} is used before its definition (line {let.span.line})",
+                "define a let above its first use; a let cannot refer to itself",
+            )
+            return None
         if len(parts) == 1 and name in self.unit.lets:
             self.unit.used_lets.add(name)
             if request_only and self.unit.let_types.get(f"{name}:candidate") == "yes":
@@ -201,7 +214,7 @@ class Checker:
                     f"unknown accelerator {value!r}",
                     f"did you mean {guess!r}?" if guess else "see: skyplan show-gpus",
                 )
-        elif name == "cloud":
+        elif name == "cloud" and not any(ch in value for ch in "*?["):
             low = ALIASES.get(value.lower(), value.lower())
             if low not in KNOWN_CLOUDS:
                 guess = did_you_mean(value, KNOWN_CLOUDS)
@@ -258,6 +271,12 @@ class Checker:
                     )
                 elif isinstance(option.value, str):
                     self._value(e.item, option.value, option.span)
+                    if _is_task_kind(e.item) and option.value not in v.KIND_VALUES:
+                        self.unit.error(
+                            option.span,
+                            codes.INVALID_VALUE,
+                            f"task.kind is one of {', '.join(v.KIND_VALUES)}, not {option.value!r}",
+                        )
             if item == "bool":
                 self.unit.error(
                     e.span,
@@ -357,7 +376,7 @@ def _span_of(e: ast.Expr) -> Span:
 
 def _mentions_candidate(e: ast.Expr, unit: Unit) -> bool:
     if isinstance(e, ast.Path):
-        if e.parts[0] == "task":
+        if e.parts[0] == "task" or _is_kind_word(e):
             return False
         if len(e.parts) == 1 and e.parts[0] in unit.lets:
             return unit.let_types.get(f"{e.parts[0]}:candidate") == "yes"
@@ -384,6 +403,7 @@ def check(unit: Unit) -> None:
             unit.let_types[f"{stmt.name}:candidate"] = (
                 "yes" if _mentions_candidate(stmt.expr, unit) else "no"
             )
+            unit.defined.add(stmt.name)
         if (
             isinstance(stmt, ast.Rule | ast.Prefer | ast.Quota | ast.Budget)
             and stmt.when is not None
@@ -392,13 +412,21 @@ def check(unit: Unit) -> None:
         if isinstance(stmt, ast.Rule | ast.Prefer):
             checker.boolean(stmt.condition, request_only=False)
         if isinstance(stmt, ast.Quota | ast.Budget):
-            checker.expr(stmt.per, request_only=True)
             if stmt.per.parts[0] != "task":
                 unit.error(
                     stmt.per.span,
                     codes.TYPE_MISMATCH,
-                    "'per' groups by a request field, e.g. task.team",
+                    f"'per' groups by a request field, e.g. task.team, not {str(stmt.per)!r}",
                 )
+            else:
+                checker.expr(stmt.per, request_only=True)
+        if isinstance(stmt, ast.Budget) and stmt.measure.parts != ("hourly_cost",):
+            unit.error(
+                stmt.measure.span,
+                codes.INVALID_VALUE,
+                f"a budget bounds hourly_cost, not {str(stmt.measure)!r}",
+                'write: budget "name" hourly_cost <= $40/h per task.team',
+            )
         if isinstance(stmt, ast.Quota) and stmt.limit.value < 0:
             unit.error(stmt.limit.span, codes.INVALID_VALUE, "a quota limit cannot be negative")
         if isinstance(stmt, ast.Test):
@@ -419,7 +447,7 @@ def check_test(unit: Unit, checker: Checker, test: ast.Test) -> None:
                 f"unknown key {key!r} in 'given'",
                 f"did you mean {guess!r}?" if guess else "keys: " + ", ".join(_GIVEN_KEYS),
             )
-    names = {
+    names = unit.imported_rules | {
         s.name
         for s in unit.tree.statements
         if isinstance(s, ast.Rule | ast.Prefer | ast.Quota | ast.Budget)
@@ -434,7 +462,7 @@ def check_test(unit: Unit, checker: Checker, test: ast.Test) -> None:
             unit.error(
                 expect.span,
                 codes.UNKNOWN_RULE,
-                f"no rule named {expect.rule!r} in this file",
+                f"no rule named {expect.rule!r} in this file or its imports",
                 f"did you mean {guess!r}?" if guess else None,
             )
         if isinstance(expect, ast.ExpectPlaced) and expect.where is not None:
@@ -500,7 +528,8 @@ class Lowerer:
             )
             return m.InSet(item=self.expr(e.item), options=options, negate=e.negate)
         if isinstance(e, ast.Match):
-            return m.Match(item=self.expr(e.item), patterns=tuple(p.value for p in e.patterns))
+            patterns = tuple(self.value(e.item, p.value) for p in e.patterns)
+            return m.Match(item=self.expr(e.item), patterns=patterns)
         if isinstance(e, ast.Call):
             return m.Call(name=e.name, args=tuple(self.expr(a) for a in e.args))
         raise AssertionError(f"unhandled expression {e!r}")  # pragma: no cover
@@ -616,8 +645,12 @@ STAGES: list[tuple[str, Callable[[Unit], None]]] = [
 ]
 
 
-def compile_file(tree: ast.PolicyFile, vocabulary: Vocabulary | None = None) -> Unit:
-    unit = Unit(tree, vocabulary or Vocabulary())
+def compile_file(
+    tree: ast.PolicyFile,
+    vocabulary: Vocabulary | None = None,
+    imported_rules: frozenset[str] = frozenset(),
+) -> Unit:
+    unit = Unit(tree, vocabulary or Vocabulary(), imported_rules=imported_rules)
     for name, stage in STAGES:
         if name == "lower" and unit.failed:
             break

@@ -18,8 +18,15 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else repr(value)
 
 
+#: Characters some tools treat as line breaks: kept escaped so a string stays on its line.
+_BREAKS = {"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"}
+
+
 def _string(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    text = json.dumps(value, ensure_ascii=False)
+    for char, escaped in _BREAKS.items():
+        text = text.replace(char, escaped)
+    return text
 
 
 def _precedence(e: ast.Expr) -> int:
@@ -107,7 +114,7 @@ def statement(s: ast.Statement) -> list[str]:
         head = f"quota {_string(s.name)}{_when(s.when)} sum({s.metric})"
         return [f"{head} <= {expr(s.limit)} per {s.per}{_level(s.level)}"]
     if isinstance(s, ast.Budget):
-        head = f"budget {_string(s.name)}{_when(s.when)} hourly_cost"
+        head = f"budget {_string(s.name)}{_when(s.when)} {s.measure}"
         return [f"{head} <= {expr(s.limit)} per {s.per}{_level(s.level)}"]
     if isinstance(s, ast.Objective):
         return ["objective minimize " + " then ".join(s.goals)]
@@ -138,55 +145,98 @@ def statement(s: ast.Statement) -> list[str]:
     raise AssertionError(f"unhandled statement {s!r}")  # pragma: no cover
 
 
+class _Layout:
+    """Places comments and blank lines around canonical statement text."""
+
+    def __init__(self, tree: ast.PolicyFile, text: str) -> None:
+        self.lines = text.split("\n")
+        self.own = sorted((c for c in tree.comments if c.own_line), key=lambda c: c.span.line or 0)
+        self.inline = {c.span.line or 0: c.text for c in tree.comments if not c.own_line}
+        self.next_own = 0
+        self.out: list[str] = []
+
+    def blank_above(self, line: int) -> bool:
+        return line >= 2 and not self.lines[line - 2].strip()
+
+    def take_own(self, before: int) -> list[ast.Comment]:
+        """Own-line comments above line `before` not placed yet."""
+        taken = []
+        while self.next_own < len(self.own) and (self.own[self.next_own].span.line or 0) < before:
+            taken.append(self.own[self.next_own])
+            self.next_own += 1
+        return taken
+
+    def trailing(self, first: int, last: int) -> str:
+        lines = [n for n in sorted(self.inline) if first <= n <= last]
+        return "".join(f"  {self.inline.pop(n)}" for n in lines)
+
+    def emit(self, line: int, text: str, force_blank: bool = False) -> None:
+        """Emit `text` for source line `line`, keeping one blank line where the source had one."""
+        if self.out and self.out[-1] != "" and (force_blank or self.blank_above(line)):
+            self.out.append("")
+        self.out.append(text)
+
+    def leading(self, start: int, force_blank: bool) -> None:
+        for index, comment in enumerate(self.take_own(start)):
+            self.emit(comment.span.line or 0, comment.text, force_blank and index == 0)
+            force_blank = False
+        self.pending_blank = force_blank
+
+    def test(self, t: ast.Test, start: int, end: int) -> None:
+        """A test block: comments inside it stay inside, next to the line they were near."""
+        head = statement(t)
+        parts = [(t.given_span.line or start, head[1])]
+        parts += [
+            (e.span.line or start, line) for e, line in zip(t.expects, head[2:-1], strict=True)
+        ]
+        self.out.append(head[0] + self.trailing(start, start))
+        for line, text in parts:
+            for comment in self.take_own(line):
+                self.out.append(INDENT + comment.text)
+            self.out.append(text + self.trailing(line, line))
+        for comment in self.take_own(end):
+            self.out.append(INDENT + comment.text)
+        self.out.append("}" + self.trailing(end, end))
+
+
 def format_file(tree: ast.PolicyFile, text: str) -> str:
     """Canonical text of a parsed file; `text` is its source, for blank lines and comments."""
-    source_lines = text.splitlines()
-
-    def blank_above(line: int) -> bool:
-        return line >= 2 and not source_lines[line - 2].strip()
-
-    own = sorted((c for c in tree.comments if c.own_line), key=lambda c: c.span.line or 0)
-    inline = {c.span.line or 0: c for c in tree.comments if not c.own_line}
-    items: list[tuple[int, ast.Header | ast.Statement]] = []
+    layout = _Layout(tree, text)
+    after_header = False
     if tree.header is not None:
-        items.append((tree.header.span.line or 0, tree.header))
-    items.extend((s.span.line or 0, s) for s in tree.statements)
-
-    out: list[str] = []
-    pending = 0
-    for index, (line, item) in enumerate(items):
-        leading = []
-        while pending < len(own) and (own[pending].span.line or 0) < line:
-            leading.append(own[pending])
-            pending += 1
-        first_line = leading[0].span.line if leading else line
-        if out and (blank_above(first_line or 0) or isinstance(items[index - 1][1], ast.Header)):
-            out.append("")
-        for comment in leading:
-            if (
-                out
-                and out[-1] != ""
-                and comment is not leading[0]
-                and blank_above(comment.span.line or 0)
-            ):
-                out.append("")
-            out.append(comment.text)
-        if isinstance(item, ast.Header):
-            version = "" if item.version is None else f" version {item.version}"
-            lines = [f"policy {_string(item.name)}{version}"]
-        else:
-            lines = statement(item)
-        end = items[index + 1][0] if index + 1 < len(items) else len(source_lines) + 1
-        notes = [inline[n] for n in sorted(inline) if line <= n < end]
-        if notes:
-            lines[0] += "  " + "  ".join(n.text for n in notes)
-        out.extend(lines)
-    rest = own[pending:]
-    if rest:
-        if out and blank_above(rest[0].span.line or 0):
-            out.append("")
-        out.extend(c.text for c in rest)
-    return "\n".join(out) + "\n" if out else ""
+        line = tree.header.span.line or 1
+        layout.leading(line, False)
+        version = "" if tree.header.version is None else f" version {tree.header.version}"
+        last = (tree.statements[0].span.line or 1) - 1 if tree.statements else len(layout.lines)
+        header = f"policy {_string(tree.header.name)}{version}"
+        layout.emit(line, header + layout.trailing(line, last))
+        after_header = True
+    ends = tree.ends or tuple(s.span.line or 0 for s in tree.statements)
+    for stmt, end in zip(tree.statements, ends, strict=True):
+        start = stmt.span.line or 0
+        layout.leading(start, after_header)
+        force = layout.pending_blank
+        after_header = False
+        if isinstance(stmt, ast.Test):
+            if layout.out and layout.out[-1] != "" and (force or layout.blank_above(start)):
+                layout.out.append("")
+            layout.test(stmt, start, end)
+            continue
+        inner = layout.take_own(end + 1)  # comments between a statement's lines go above it
+        for comment in inner:
+            layout.out.insert(len(layout.out), comment.text)
+        lines = statement(stmt)
+        lines[0] += layout.trailing(start, end)
+        layout.emit(
+            start if not inner else inner[0].span.line or start, lines[0], force and not inner
+        )
+        layout.out.extend(lines[1:])
+    rest = layout.take_own(len(layout.lines) + 1)
+    for comment in rest:
+        layout.emit(comment.span.line or 0, comment.text)
+    while layout.out and layout.out[-1] == "":
+        layout.out.pop()
+    return "\n".join(layout.out) + "\n" if layout.out else ""
 
 
 def format_text(text: str, name: str = "<policy>") -> str:

@@ -9,6 +9,7 @@ may be redefined. Tests stay with the file that wrote them.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,18 +42,28 @@ class Loaded:
         return [d for d in self.diagnostics if d.severity == "error"]
 
 
+def _key(path: Path) -> str:
+    """One name per file, however it is reached (`a/../b.policy`, links, relative paths)."""
+    if path.exists():
+        return str(path.resolve())
+    return os.path.normpath(os.path.abspath(path))
+
+
 class _Loader:
     def __init__(self, vocabulary: Vocabulary, read: Reader) -> None:
         self.vocabulary = vocabulary
         self.read = read
         self.result = Loaded(policy=None)
         self.order: list[str] = []
-        self.visiting: list[str] = []
+        self.visiting: list[tuple[str, str]] = []  # (key, name as the user wrote it)
+        self.rule_names: dict[str, frozenset[str]] = {}  # key → names it and its imports define
 
     def load(self, path: Path, name: str, at: Span | None) -> None:
-        key = str(path.resolve()) if path.exists() else str(path)
-        if key in self.visiting:
-            chain = " → ".join([*self.visiting[self.visiting.index(key) :], key])
+        key = _key(path)
+        keys = [k for k, _ in self.visiting]
+        if key in keys:
+            names = [n for _, n in self.visiting[keys.index(key) :]]
+            chain = " → ".join([*names, name])
             self.result.diagnostics.append(
                 diagnostic(at or Span(name), codes.IMPORT_CYCLE, f"import cycle: {chain}")
             )
@@ -75,7 +86,8 @@ class _Loader:
         except PolicyError as exc:
             self.result.diagnostics.extend(exc.diagnostics)
             return
-        self.visiting.append(key)
+        self.visiting.append((key, name))
+        imported: set[str] = set()
         for stmt in tree.statements:
             if isinstance(stmt, ast.Import):
                 target = path.parent / stmt.path
@@ -85,8 +97,16 @@ class _Loader:
                     else stmt.path
                 )
                 self.load(target, shown, stmt.span)
+                target_key = _key(target)
+                imported |= self.rule_names.get(target_key, frozenset())
         self.visiting.pop()
-        unit = compile_file(tree, self.vocabulary)
+        unit = compile_file(tree, self.vocabulary, frozenset(imported))
+        own = {
+            s.name
+            for s in tree.statements
+            if isinstance(s, ast.Rule | ast.Prefer | ast.Quota | ast.Budget)
+        }
+        self.rule_names[key] = frozenset(imported | own)
         self.result.units[key] = unit
         self.result.diagnostics.extend(unit.diagnostics)
         self.order.append(key)
@@ -107,8 +127,16 @@ def _loosens(old: object, new: object) -> str | None:
         return f"it lowers the imported hard rule to {getattr(new, 'level', None)}"
     if isinstance(old, m.Rule):
         return "an imported hard rule cannot be redefined; add a new rule to tighten it"
-    if isinstance(old, m.Quota | m.Budget) and new.limit > old.limit:  # type: ignore[attr-defined]
-        return f"it raises the limit from {old.limit:g} to {new.limit:g}"  # type: ignore[attr-defined]
+    if isinstance(old, m.Quota | m.Budget):
+        assert isinstance(new, m.Quota | m.Budget)
+        if new.limit > old.limit:
+            return f"it raises the limit from {old.limit:g} to {new.limit:g}"
+        if new.when != old.when:
+            return "it changes when the imported hard limit applies; add a new limit instead"
+        if new.per != old.per:
+            return "it changes what the imported hard limit groups by; add a new limit instead"
+        if isinstance(old, m.Quota) and isinstance(new, m.Quota) and new.metric != old.metric:
+            return "it changes what the imported hard quota counts; add a new quota instead"
     return None
 
 
@@ -167,7 +195,7 @@ def load(
     for raw in paths:
         path = Path(raw)
         loader.load(path, str(raw), None)
-        roots.add(str(path.resolve()) if path.exists() else str(path))
+        roots.add(_key(path))
     loaded = loader.result
     if not loaded.errors:
         loaded.policy = _merge(loaded, loader.order, roots)

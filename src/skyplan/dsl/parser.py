@@ -6,16 +6,25 @@ leaks out. Syntax errors become located diagnostics with Lark's token names put 
 from __future__ import annotations
 
 import json
+import math
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 from lark import Lark, Token, Transformer, Tree, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.exceptions import (
+    UnexpectedCharacters,
+    UnexpectedEOF,
+    UnexpectedInput,
+    UnexpectedToken,
+    VisitError,
+)
 
 from skyplan.dsl import ast, codes
 from skyplan.errors import Diagnostic, PolicyError, did_you_mean
 from skyplan.source import Source, Span
+
+_N = TypeVar("_N")
 
 #: Lark terminal names in words, for "expected ..." messages.
 _WORDS = {
@@ -60,6 +69,15 @@ def _span(name: str, meta: Any) -> Span:
     return Span(name, line, col)
 
 
+class _BadLiteral(Exception):
+    """A literal that parses but cannot be represented (a number too large)."""
+
+    def __init__(self, span: Span, message: str, code: str = codes.INVALID_VALUE) -> None:
+        super().__init__(message)
+        self.span = span
+        self.code = code
+
+
 def _unquote(token: Token) -> str:
     try:
         value = json.loads(str(token))
@@ -73,6 +91,12 @@ class _Builder(Transformer[Token, ast.PolicyFile]):
     def __init__(self, name: str) -> None:
         super().__init__(visit_tokens=False)
         self.name = name
+        self.ends: dict[int, int] = {}
+
+    def _ended(self, node: _N, meta: Any) -> _N:
+        end = getattr(meta, "end_line", None) or getattr(meta, "line", None) or 0
+        self.ends[id(node)] = int(end)
+        return node
 
     def __default__(self, data: Any, children: Any, meta: Any) -> Any:
         raise AssertionError(f"grammar rule {data!r} has no AST builder")
@@ -83,22 +107,29 @@ class _Builder(Transformer[Token, ast.PolicyFile]):
     def _tok(self, token: Token) -> Span:
         return Span(self.name, token.line, token.column)
 
+    def _float(self, token: Token) -> float:
+        value = float(token)
+        if not math.isfinite(value):
+            raise _BadLiteral(self._tok(token), f"the number {str(token)!r} is too large")
+        return value
+
     # -- file and statements ----------------------------------------------------------------
 
     def policy(self, meta: Any, children: list[Any]) -> ast.PolicyFile:
         header = children[0] if children and isinstance(children[0], ast.Header) else None
         statements = tuple(c for c in children if not isinstance(c, ast.Header))
-        return ast.PolicyFile(header=header, statements=statements, span=self._at(meta))
+        ends = tuple(self.ends.get(id(s), s.span.line or 0) for s in statements)
+        return ast.PolicyFile(header=header, statements=statements, span=self._at(meta), ends=ends)
 
     def header(self, meta: Any, children: list[Token]) -> ast.Header:
         version = int(children[1]) if len(children) > 1 else None
         return ast.Header(_unquote(children[0]), version, self._at(meta))
 
     def import_(self, meta: Any, children: list[Token]) -> ast.Import:
-        return ast.Import(_unquote(children[0]), self._at(meta))
+        return self._ended(ast.Import(_unquote(children[0]), self._at(meta)), meta)
 
     def let(self, meta: Any, children: list[Any]) -> ast.Let:
-        return ast.Let(str(children[0]), children[1], self._at(meta))
+        return self._ended(ast.Let(str(children[0]), children[1], self._at(meta)), meta)
 
     @staticmethod
     def _parts(children: list[Any]) -> tuple[Any, Any, list[Any]]:
@@ -111,30 +142,50 @@ class _Builder(Transformer[Token, ast.PolicyFile]):
         effect, name = str(children[0]), _unquote(children[1])
         when, condition, rest = self._parts(children[2:])
         level = rest[0] if rest else None
-        return ast.Rule(effect, name, when, condition, level, self._at(meta))
+        return self._ended(ast.Rule(effect, name, when, condition, level, self._at(meta)), meta)
 
     def prefer(self, meta: Any, children: list[Any]) -> ast.Prefer:
         when, condition, rest = self._parts(children[1:])
-        return ast.Prefer(_unquote(children[0]), when, condition, rest[0], self._at(meta))
+        return self._ended(
+            ast.Prefer(_unquote(children[0]), when, condition, rest[0], self._at(meta)), meta
+        )
+
+    def _at_most(self, op: Token, what: str) -> None:
+        if str(op) != "<=":
+            raise _BadLiteral(
+                self._tok(op), f"{what} is written with '<=', not {str(op)!r}", codes.SYNTAX
+            )
 
     def quota(self, meta: Any, children: list[Any]) -> ast.Quota:
         when, metric, rest = self._parts(children[1:])
+        self._at_most(rest[0], "a quota")
+        rest = rest[1:]
         metric_name = str(metric)[len("sum(") : -1]
         level = rest[2] if len(rest) > 2 else None
-        return ast.Quota(
-            _unquote(children[0]), when, metric_name, rest[0], rest[1], level, self._at(meta)
+        return self._ended(
+            ast.Quota(
+                _unquote(children[0]), when, metric_name, rest[0], rest[1], level, self._at(meta)
+            ),
+            meta,
         )
 
     def budget(self, meta: Any, children: list[Any]) -> ast.Budget:
-        when, limit, rest = self._parts(children[1:])
-        level = rest[1] if len(rest) > 1 else None
-        return ast.Budget(_unquote(children[0]), when, limit, rest[0], level, self._at(meta))
+        when, measure, rest = self._parts(children[1:])
+        self._at_most(rest[0], "a budget")
+        rest = rest[1:]
+        level = rest[2] if len(rest) > 2 else None
+        budget = ast.Budget(
+            _unquote(children[0]), when, rest[0], rest[1], level, self._at(meta), measure
+        )
+        return self._ended(budget, meta)
 
     def objective(self, meta: Any, children: list[Token]) -> ast.Objective:
-        return ast.Objective(tuple(str(c) for c in children), self._at(meta))
+        return self._ended(ast.Objective(tuple(str(c) for c in children), self._at(meta)), meta)
 
     def failover(self, meta: Any, children: list[Any]) -> ast.Failover:
-        return ast.Failover(str(children[0]), tuple(children[1:]), self._at(meta))
+        return self._ended(
+            ast.Failover(str(children[0]), tuple(children[1:]), self._at(meta)), meta
+        )
 
     def block(self, meta: Any, children: list[Token]) -> ast.Block:
         return ast.Block(str(children[0]), str(children[1]), self._at(meta))
@@ -146,10 +197,14 @@ class _Builder(Transformer[Token, ast.PolicyFile]):
         return str(children[0])
 
     def test(self, meta: Any, children: list[Any]) -> ast.Test:
-        return ast.Test(_unquote(children[0]), children[1], tuple(children[2:]), self._at(meta))
+        pairs, given_span = children[1]
+        test = ast.Test(
+            _unquote(children[0]), pairs, tuple(children[2:]), self._at(meta), given_span
+        )
+        return self._ended(test, meta)
 
-    def given(self, meta: Any, children: list[ast.Pair]) -> tuple[ast.Pair, ...]:
-        return tuple(children)
+    def given(self, meta: Any, children: list[ast.Pair]) -> tuple[tuple[ast.Pair, ...], Span]:
+        return tuple(children), self._at(meta)
 
     def pair(self, meta: Any, children: list[Any]) -> ast.Pair:
         return ast.Pair(str(children[0]), children[1], self._at(meta))
@@ -160,8 +215,9 @@ class _Builder(Transformer[Token, ast.PolicyFile]):
     def expect_denied(self, meta: Any, children: list[Token]) -> ast.ExpectDenied:
         return ast.ExpectDenied(_unquote(children[0]) if children else None, self._at(meta))
 
-    def expect_cost(self, meta: Any, children: list[ast.Money]) -> ast.ExpectCost:
-        return ast.ExpectCost(children[0], self._at(meta))
+    def expect_cost(self, meta: Any, children: list[Any]) -> ast.ExpectCost:
+        self._at_most(children[0], "a cost expectation")
+        return ast.ExpectCost(children[1], self._at(meta))
 
     # -- expressions --------------------------------------------------------------------------
 
@@ -187,14 +243,11 @@ class _Builder(Transformer[Token, ast.PolicyFile]):
         patterns, bracketed = children[1]
         return ast.Match(children[0], patterns, bracketed, self._at(meta))
 
-    def patterns(self, meta: Any, children: list[Token]) -> tuple[tuple[ast.Str, ...], bool]:
-        strs = tuple(ast.Str(_unquote(t), self._tok(t)) for t in children)
-        end = getattr(meta, "end_column", None)
-        start = getattr(meta, "column", None)
-        bracketed = len(children) > 1 or (
-            start is not None and end is not None and end - start > len(str(children[0]))
-        )
-        return strs, bracketed
+    def pattern_one(self, meta: Any, children: list[Token]) -> tuple[tuple[ast.Str, ...], bool]:
+        return (ast.Str(_unquote(children[0]), self._tok(children[0])),), False
+
+    def pattern_list(self, meta: Any, children: list[Token]) -> tuple[tuple[ast.Str, ...], bool]:
+        return tuple(ast.Str(_unquote(t), self._tok(t)) for t in children), True
 
     def path(self, meta: Any, children: list[Token]) -> ast.Path:
         return ast.Path(tuple(str(c) for c in children), self._at(meta))
@@ -212,28 +265,28 @@ class _Builder(Transformer[Token, ast.PolicyFile]):
         return ast.SetItem(str(children[0]), False, self._at(meta))
 
     def item_number(self, meta: Any, children: list[Token]) -> ast.SetItem:
-        return ast.SetItem(float(children[0]), False, self._at(meta))
+        return ast.SetItem(self._float(children[0]), False, self._at(meta))
 
     def item_negative(self, meta: Any, children: list[Token]) -> ast.SetItem:
-        return ast.SetItem(-float(children[0]), False, self._at(meta))
+        return ast.SetItem(-self._float(children[0]), False, self._at(meta))
 
     def string(self, meta: Any, children: list[Token]) -> ast.Str:
         return ast.Str(_unquote(children[0]), self._at(meta))
 
     def number(self, meta: Any, children: list[Token]) -> ast.Num:
-        return ast.Num(float(children[0]), self._at(meta))
+        return ast.Num(self._float(children[0]), self._at(meta))
 
     def negative(self, meta: Any, children: list[Token]) -> ast.Num:
-        return ast.Num(-float(children[0]), self._at(meta))
+        return ast.Num(-self._float(children[0]), self._at(meta))
 
     def money(self, meta: Any, children: list[Token]) -> ast.Money:
-        return ast.Money(float(children[0]), self._at(meta))
+        return ast.Money(self._float(children[0]), self._at(meta))
 
     def percent(self, meta: Any, children: list[Token]) -> ast.Percent:
-        return ast.Percent(float(children[0]), self._at(meta))
+        return ast.Percent(self._float(children[0]), self._at(meta))
 
     def size(self, meta: Any, children: list[Token]) -> ast.Size:
-        return ast.Size(float(children[0]), str(children[1]), self._at(meta))
+        return ast.Size(self._float(children[0]), str(children[1]), self._at(meta))
 
     def true(self, meta: Any, children: list[Any]) -> ast.Bool:
         return ast.Bool(True, self._at(meta))
@@ -284,13 +337,15 @@ def _syntax_error(exc: UnexpectedInput, source: Source) -> Diagnostic:
         message += f"; {expected}"
     hint = None
     if isinstance(exc, UnexpectedToken) and exc.token.type in ("NAME", "BARE"):
-        keywords = []
+        keywords: list[str] = []
         for n in exc.accepts or exc.expected:
             if n in _KEYWORDS:
                 keywords.extend(_KEYWORDS[n])
             elif n not in _WORDS and n in {t.name for t in parser.terminals}:
                 keywords.append(str(parser.get_terminal(n).pattern.value))
-        guess = did_you_mean(str(exc.token), [k for k in keywords if k.replace("-", "_").isidentifier()])
+        guess = did_you_mean(
+            str(exc.token), [k for k in keywords if k.replace("-", "_").isidentifier()]
+        )
         hint = f"did you mean {guess!r}?" if guess else None
     return diagnostic(span, codes.SYNTAX, message, hint=hint)
 
@@ -305,7 +360,7 @@ def diagnostic(
 def _comments(text: str, name: str) -> tuple[ast.Comment, ...]:
     """Every `#` comment outside strings, with whether it stands on its own line."""
     found = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):
         in_string, escaped = False, False
         for col, ch in enumerate(line):
             if in_string:
@@ -331,10 +386,17 @@ def parse(text: str, name: str = "<policy>") -> ast.PolicyFile:
         tree: Tree[Token] = _parser().parse(text)
     except UnexpectedInput as exc:
         raise PolicyError([_syntax_error(exc, source)], {name: source}) from None
-    policy = _Builder(name).transform(tree)
+    try:
+        policy = _Builder(name).transform(tree)
+    except VisitError as exc:
+        if isinstance(exc.orig_exc, _BadLiteral):
+            bad = exc.orig_exc
+            raise PolicyError([diagnostic(bad.span, bad.code, str(bad))], {name: source}) from None
+        raise
     return ast.PolicyFile(
         header=policy.header,
         statements=policy.statements,
         comments=_comments(text, name),
         span=policy.span,
+        ends=policy.ends,
     )

@@ -23,6 +23,9 @@ class Offer(BaseModel):
     vcpus: float
     memory_gib: float
     source: str | None = None
+    arch: str = "x86_64"
+    accelerator_memory: float | None = None
+    capacity: int | None = None
 
 
 class FilterStep(BaseModel):

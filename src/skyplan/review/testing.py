@@ -95,6 +95,9 @@ def offer_row(offer: Offer) -> dict[str, Any]:
         "memory_gib": offer.memory_gib,
         COST: offer.hourly_cost,
         SPOT: offer.spot,
+        "arch": offer.arch,
+        "accelerator_memory": offer.accelerator_memory,
+        "capacity": offer.capacity,
     }
 
 

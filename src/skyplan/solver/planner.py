@@ -206,6 +206,11 @@ def _offer(row: dict[str, object], spot: bool, num_nodes: int) -> Offer:
         vcpus=_num(row[c.VCPUS]),
         memory_gib=_num(row[c.MEMORY_GIB]),
         source=None if row[c.SOURCE] is None else str(row[c.SOURCE]),
+        arch=str(row[c.ARCH]),
+        accelerator_memory=None
+        if row[c.ACCELERATOR_MEMORY] is None
+        else _num(row[c.ACCELERATOR_MEMORY]),
+        capacity=None if row[c.CAPACITY] is None else int(_num(row[c.CAPACITY])),
     )
 
 
@@ -303,6 +308,14 @@ def _verdicts(
         note = "the choice satisfies it" if satisfied else "advisory: the choice violates it"
         out.append(
             Verdict(name=rule.name, kind=rule.effect, level="advisory", removed=0, note=note)
+        )
+    for limit in stage.advisory_limits:
+        fits = bool(
+            pl.DataFrame([winner_row]).select(limit.expr(None)).item()  # type: ignore[arg-type]
+        )
+        note = "the choice fits it" if fits else "advisory: the choice exceeds it"
+        out.append(
+            Verdict(name=limit.rule_name, kind=limit.name, level="advisory", removed=0, note=note)
         )
     for bound, reason in stage.overridden:
         out.append(
@@ -403,9 +416,9 @@ def place(
                 "cheapest": cheapest[0] if cheapest is not None and decided else None,
             }
             notes.extend(
-                f"advisory rule {v.name!r}: {v.note}"
+                f"advisory {v.kind} {v.name!r}: {v.note}"
                 for v in verdicts
-                if v.level == "advisory" and v.note and "violates" in v.note
+                if v.level == "advisory" and v.note and v.note.startswith("advisory:")
             )
         return Placement(
             task=task.name,

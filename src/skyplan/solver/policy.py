@@ -17,6 +17,7 @@ import polars as pl
 
 from skyplan.catalog import schema as c
 from skyplan.catalog.expr import glob_regex
+from skyplan.errors import InputError, did_you_mean
 from skyplan.model import policy as m
 from skyplan.model import vocabulary as v
 from skyplan.solver.filters import Request
@@ -64,7 +65,12 @@ def to_polars(expr: m.Expr, ctx: m.RequestContext) -> pl.Expr:
     if isinstance(expr, m.FieldRef):
         return field_expr(expr.name, ctx.num_nodes)
     if isinstance(expr, m.RequestRef):
-        return pl.lit(ctx.lookup(expr.path))
+        kind = "string" if expr.path[0] == "labels" else v.REQUEST_TYPES.get(expr.path[0])
+        dtype = pl.Float64() if kind == "number" else pl.String()
+        value = ctx.lookup(expr.path)
+        return pl.lit(
+            float(value) if kind == "number" and value is not None else value, dtype=dtype
+        )
     if isinstance(expr, m.Compare):
         left, right = to_polars(expr.left, ctx), to_polars(expr.right, ctx)
         return {
@@ -77,6 +83,10 @@ def to_polars(expr: m.Expr, ctx: m.RequestContext) -> pl.Expr:
         }[expr.op]
     if isinstance(expr, m.InSet):
         item = to_polars(expr.item, ctx)
+        numeric = [
+            o for o in expr.options if isinstance(o, int | float) and not isinstance(o, bool)
+        ]
+        item = item.cast(pl.Float64) if numeric else item.cast(pl.String)
         found = pl.when(item.is_null()).then(None).otherwise(item.is_in(list(expr.options)))
         return ~found if expr.negate else found
     if isinstance(expr, m.Match):
@@ -125,6 +135,13 @@ _ROW_FIELDS = {
 def _row_value(name: str, row: Mapping[str, Any] | None, ctx: m.RequestContext) -> Any:
     if row is None:
         raise ValueError(f"field {name!r} needs a candidate")
+    if name not in _ROW_FIELDS and name not in ("count", "gpus"):
+        # A registered field: its expression evaluated over this one row.
+        columns = {k: [v] for k, v in row.items() if k in c.NAMES or k in (COST, SPOT)}
+        try:
+            return pl.DataFrame(columns).select(field_expr(name, ctx.num_nodes)).item()
+        except pl.exceptions.PolarsError:
+            return None
     if name == "count":
         return row.get(c.ACCELERATOR_COUNT) or 0.0
     if name == "gpus":
@@ -276,6 +293,7 @@ class PolicyStage:
     limits: tuple[QuotaFilter, ...]
     preferences: tuple[m.Preference, ...]
     advisory: tuple[m.Rule, ...]
+    advisory_limits: tuple[QuotaFilter, ...]
     overridden: tuple[tuple[m.Rule | m.Quota | m.Budget, str], ...]
     inactive: tuple[str, ...]
 
@@ -290,6 +308,7 @@ def stage(
     reason; `usage` maps "<quota or budget name>/<group key>" to what the group already uses."""
     overrides = overrides or {}
     usage = usage or {}
+    check_overrides(policy, overrides)
     rules: list[RuleFilter] = []
     advisory: list[m.Rule] = []
     overridden: list[tuple[m.Rule | m.Quota | m.Budget, str]] = []
@@ -303,16 +322,18 @@ def stage(
             overridden.append((rule, overrides[rule.name]))
         else:
             rules.append(RuleFilter(rule, ctx))
-    limits = []
+    limits: list[QuotaFilter] = []
+    advisory_limits: list[QuotaFilter] = []
     bounds: tuple[m.Quota | m.Budget, ...] = (*policy.quotas, *policy.budgets)
     for limit in bounds:
         if not applies(limit.when, ctx):
             inactive.append(limit.name)
         elif limit.level == m.Level.SOFT and limit.name in overrides:
             overridden.append((limit, overrides[limit.name]))
-        elif limit.level != m.Level.ADVISORY:
+        else:
             used = usage.get(f"{limit.name}/{group_key(limit.per, ctx)}", 0.0)
-            limits.append(QuotaFilter(limit, ctx, used))
+            bound = QuotaFilter(limit, ctx, used)
+            (advisory_limits if limit.level == m.Level.ADVISORY else limits).append(bound)
     preferences = tuple(p for p in policy.preferences if applies(p.when, ctx))
     inactive.extend(p.name for p in policy.preferences if p not in preferences)
     return PolicyStage(
@@ -320,9 +341,25 @@ def stage(
         tuple(limits),
         preferences,
         tuple(advisory),
+        tuple(advisory_limits),
         tuple(overridden),
         tuple(inactive),
     )
+
+
+def check_overrides(policy: m.Policy, overrides: Mapping[str, str]) -> None:
+    """Only soft rules can be overridden, and only with a reason."""
+    levels = {r.name: getattr(r, "level", None) for r in policy.named()}
+    for name, reason in overrides.items():
+        if name not in levels:
+            guess = did_you_mean(name, list(levels))
+            hint = f"; did you mean {guess!r}?" if guess else ""
+            raise InputError(f"--override {name!r}: the policy has no rule of that name{hint}")
+        if levels[name] != m.Level.SOFT:
+            level = levels[name] or "a preference"
+            raise InputError(f"--override {name!r}: only soft rules can be overridden, not {level}")
+        if not reason.strip():
+            raise InputError(f"--override {name!r}: give the reason, as RULE=REASON")
 
 
 def score(preferences: tuple[m.Preference, ...], ctx: m.RequestContext) -> pl.Expr:
