@@ -22,8 +22,23 @@ def glob_regex(pattern: str) -> str:
     return "^" + "".join(parts) + "$"
 
 
+def glob_match(value: pl.Expr, pattern: str) -> pl.Expr:
+    """Whether the string `value` matches the glob `pattern`. The common shapes (`abc`,
+    `abc*`, `*abc`, `*abc*`) avoid the regex engine, which is several times slower."""
+    if not _GLOB.search(pattern):
+        return value == pattern
+    core = pattern.strip("*")
+    if "?" not in pattern and "*" not in core and core:
+        if pattern.startswith("*") and pattern.endswith("*"):
+            return value.str.contains(core, literal=True)
+        if pattern.endswith("*"):
+            return value.str.starts_with(core)
+        return value.str.ends_with(core)
+    return value.str.contains(glob_regex(pattern))
+
+
 def glob_expr(column: str, pattern: str) -> pl.Expr:
     """Rows whose `column` matches `pattern` (exact comparison when there is no wildcard)."""
     if _GLOB.search(pattern):
-        return pl.col(column).fill_null("").str.contains(glob_regex(pattern))
+        return glob_match(pl.col(column).fill_null(""), pattern)
     return pl.col(column) == pattern

@@ -46,10 +46,18 @@ class Vocabulary:
 
     accelerators: tuple[str, ...] = ()
     regions: tuple[str, ...] = ()
+    _lowered: dict[str, str] = field(default_factory=dict, init=False, repr=False)
+    _regions: frozenset[str] = field(default=frozenset(), init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._lowered = {a.lower(): a for a in self.accelerators}
+        self._regions = frozenset(self.regions)
 
     def canonical_accelerator(self, name: str) -> str | None:
-        lowered = {a.lower(): a for a in self.accelerators}
-        return lowered.get(name.lower())
+        return self._lowered.get(name.lower())
+
+    def knows_region(self, name: str) -> bool:
+        return name in self._regions
 
 
 @dataclass
@@ -228,7 +236,7 @@ class Checker:
             name == "region"
             and vocab.regions
             and not any(ch in value for ch in "*?[")
-            and value not in vocab.regions
+            and not vocab.knows_region(value)
         ):
             guess = did_you_mean(value, vocab.regions)
             self.unit.warn(
@@ -488,25 +496,25 @@ class Lowerer:
 
     def expr(self, e: ast.Expr) -> m.Expr:
         if isinstance(e, ast.Str):
-            return m.Literal_(value=e.value)
+            return m.Literal_.model_construct(value=e.value)
         if isinstance(e, ast.Num | ast.Money):
-            return m.Literal_(value=e.value)
+            return m.Literal_.model_construct(value=e.value)
         if isinstance(e, ast.Percent):
-            return m.Literal_(value=e.value / 100)
+            return m.Literal_.model_construct(value=e.value / 100)
         if isinstance(e, ast.Size):
-            return m.Literal_(value=e.gib)
+            return m.Literal_.model_construct(value=e.gib)
         if isinstance(e, ast.Bool):
-            return m.Literal_(value=e.value)
+            return m.Literal_.model_construct(value=e.value)
         if isinstance(e, ast.Path):
             if e.parts[0] == "task":
-                return m.RequestRef(path=e.parts[1:])
+                return m.RequestRef.model_construct(path=e.parts[1:])
             if e.parts[0] in self.unit.lets:
                 return self.expr(self.unit.lets[e.parts[0]].expr)
-            return m.FieldRef(name=e.parts[0])
+            return m.FieldRef.model_construct(name=e.parts[0])
         if isinstance(e, ast.Not):
-            return m.Not(arg=self.expr(e.arg))
+            return m.Not.model_construct(arg=self.expr(e.arg))
         if isinstance(e, ast.And | ast.Or):
-            return m.BoolOp(
+            return m.BoolOp.model_construct(
                 op="and" if isinstance(e, ast.And) else "or",
                 args=tuple(self.expr(a) for a in e.args),
             )
@@ -520,18 +528,18 @@ class Lowerer:
                 right = ast.Str(self.value(left, right.value), right.span)
             if isinstance(left, ast.Str):
                 left = ast.Str(self.value(right, left.value), left.span)
-            return m.Compare(op=e.op, left=self.expr(left), right=self.expr(right))
+            return m.Compare.model_construct(op=e.op, left=self.expr(left), right=self.expr(right))
         if isinstance(e, ast.In):
             options = tuple(
                 self.value(e.item, o.value) if isinstance(o.value, str) else o.value
                 for o in e.options
             )
-            return m.InSet(item=self.expr(e.item), options=options, negate=e.negate)
+            return m.InSet.model_construct(item=self.expr(e.item), options=options, negate=e.negate)
         if isinstance(e, ast.Match):
             patterns = tuple(self.value(e.item, p.value) for p in e.patterns)
-            return m.Match(item=self.expr(e.item), patterns=patterns)
+            return m.Match.model_construct(item=self.expr(e.item), patterns=patterns)
         if isinstance(e, ast.Call):
-            return m.Call(name=e.name, args=tuple(self.expr(a) for a in e.args))
+            return m.Call.model_construct(name=e.name, args=tuple(self.expr(a) for a in e.args))
         raise AssertionError(f"unhandled expression {e!r}")  # pragma: no cover
 
     def when(self, e: ast.Expr | None) -> m.Expr | None:

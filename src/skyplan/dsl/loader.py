@@ -9,8 +9,10 @@ may be redefined. Tests stay with the file that wrote them.
 
 from __future__ import annotations
 
+import gc
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -190,6 +192,24 @@ def load(
 ) -> Loaded:
     """Load and merge policy files (later files after earlier ones, imports first). Never
     raises for bad input: the diagnostics say what is wrong and `policy` is None then."""
+    with _paused_gc():
+        return _load(paths, vocabulary, read)
+
+
+@contextmanager
+def _paused_gc() -> Iterator[None]:
+    """Parsing builds many small objects that all stay alive until the AST is done; the cyclic
+    garbage collector's passes over them cost about a fifth of the time and free nothing."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _load(paths: Sequence[str | Path], vocabulary: Vocabulary | None, read: Reader) -> Loaded:
     loader = _Loader(vocabulary or Vocabulary(), read)
     roots = set()
     for raw in paths:

@@ -16,7 +16,7 @@ from typing import Any
 import polars as pl
 
 from skyplan.catalog import schema as c
-from skyplan.catalog.expr import glob_regex
+from skyplan.catalog.expr import glob_match, glob_regex
 from skyplan.errors import InputError, did_you_mean
 from skyplan.model import policy as m
 from skyplan.model import vocabulary as v
@@ -87,12 +87,14 @@ def to_polars(expr: m.Expr, ctx: m.RequestContext) -> pl.Expr:
             o for o in expr.options if isinstance(o, int | float) and not isinstance(o, bool)
         ]
         item = item.cast(pl.Float64) if numeric else item.cast(pl.String)
-        found = pl.when(item.is_null()).then(None).otherwise(item.is_in(list(expr.options)))
+        found = item.is_in(list(expr.options))  # null for a missing value, as in the reference
         return ~found if expr.negate else found
     if isinstance(expr, m.Match):
         item = to_polars(expr.item, ctx).cast(pl.String)
-        pattern = "|".join(f"(?:{glob_regex(p)})" for p in expr.patterns) or "^$"
-        return item.str.contains(pattern)
+        if not expr.patterns:
+            return item.is_null() & False
+        # null for a missing value (Kleene `or` of nulls), as in the reference
+        return pl.any_horizontal([glob_match(item, p) for p in expr.patterns])
     if isinstance(expr, m.BoolOp):
         args = [to_polars(a, ctx).fill_null(False) for a in expr.args]
         return pl.all_horizontal(args) if expr.op == "and" else pl.any_horizontal(args)
