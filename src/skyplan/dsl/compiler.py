@@ -528,7 +528,11 @@ class Lowerer:
                 right = ast.Str(self.value(left, right.value), right.span)
             if isinstance(left, ast.Str):
                 left = ast.Str(self.value(right, left.value), left.span)
-            return m.Compare.model_construct(op=e.op, left=self.expr(left), right=self.expr(right))
+            return m.Compare.model_construct(
+                op=e.op,  # type: ignore[arg-type]  # the grammar allows only these six
+                left=self.expr(left),
+                right=self.expr(right),
+            )
         if isinstance(e, ast.In):
             options = tuple(
                 self.value(e.item, o.value) if isinstance(o.value, str) else o.value
