@@ -14,7 +14,7 @@ import click
 
 import skyplan
 from skyplan.cli import render, show_gpus
-from skyplan.cli.options import catalog_option, context_options, json_option, parse_pairs
+from skyplan.cli.options import catalog_option, context_options, json_option, plan_under_policy
 from skyplan.cli.policy import policy_group
 
 EXIT_INTERNAL = 70
@@ -105,15 +105,15 @@ def plan(
     }
     work = skyplan.with_overrides(work, {k: v for k, v in flags.items() if v is not None})
     catalog = skyplan.load_catalog(catalog_path)
-    policy = skyplan.load_policy(list(policies), catalog=catalog) if policies else None
-    context = skyplan.request_context(team=team, user=user, labels=parse_pairs(labels, "--label"))
-    result = skyplan.plan(
+    result = plan_under_policy(
         work,
-        catalog=catalog,
+        catalog,
+        list(policies),
+        team=team,
+        user=user,
+        labels=labels,
+        overrides=overrides,
         alternatives=alternatives,
-        policy=policy,
-        context=context,
-        overrides=parse_pairs(overrides, "--override"),
     )
     if as_json:
         render.emit_json(result.to_json())

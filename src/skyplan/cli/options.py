@@ -1,4 +1,4 @@
-"""Options shared by several commands."""
+"""Options, and the planning call, shared by several commands."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import click
+
+import skyplan
 
 catalog_option = click.option(
     "--catalog",
@@ -54,3 +56,28 @@ def parse_pairs(items: tuple[str, ...], flag: str) -> dict[str, str]:
             raise click.UsageError(f"{flag} expects KEY=VALUE, got {item!r}")
         out[key.strip()] = value.strip()
     return out
+
+
+def plan_under_policy(
+    work: Any,
+    catalog: Any,
+    policy_paths: list[Path],
+    *,
+    team: str | None,
+    user: str | None,
+    labels: tuple[str, ...],
+    overrides: tuple[str, ...],
+    alternatives: int = 8,
+) -> Any:
+    """`skyplan.plan` with the policies and request context the command line gave."""
+    policy = skyplan.load_policy(policy_paths, catalog=catalog) if policy_paths else None
+    return skyplan.plan(
+        work,
+        catalog=catalog,
+        alternatives=alternatives,
+        policy=policy,
+        context=skyplan.request_context(
+            team=team, user=user, labels=parse_pairs(labels, "--label")
+        ),
+        overrides=parse_pairs(overrides, "--override"),
+    )

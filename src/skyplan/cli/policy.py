@@ -11,7 +11,7 @@ from rich.table import Table
 
 import skyplan
 from skyplan.cli import render
-from skyplan.cli.options import catalog_option, context_options, json_option, parse_pairs
+from skyplan.cli.options import catalog_option, context_options, json_option, plan_under_policy
 
 
 def policy_files(paths: tuple[Path, ...]) -> list[Path]:
@@ -183,15 +183,14 @@ def explain(
     """Every rule's verdict for one request, how many offers each removed, the winner and the
     runner-ups, and which preference decided."""
     catalog = skyplan.load_catalog(catalog_path)
-    policy = skyplan.load_policy(list(policy_files(policies)), catalog=catalog)
-    work = skyplan.load_task(task_file)
-    context = skyplan.request_context(team=team, user=user, labels=parse_pairs(labels, "--label"))
-    result = skyplan.plan(
-        work,
-        catalog=catalog,
-        policy=policy,
-        context=context,
-        overrides=parse_pairs(overrides, "--override"),
+    result = plan_under_policy(
+        skyplan.load_task(task_file),
+        catalog,
+        policy_files(policies),
+        team=team,
+        user=user,
+        labels=labels,
+        overrides=overrides,
     )
     if as_json:
         render.emit_json(result.to_json())
