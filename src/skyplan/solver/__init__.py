@@ -4,6 +4,16 @@ May import model, catalog, errors, polars (and ortools); never the DSL, backends
 """
 
 from skyplan.solver.filters import DEFAULT_FILTERS, FILTERS, Filter, Request
-from skyplan.solver.planner import evaluate, place, plan
+from skyplan.solver.planner import evaluate, feasible_offers, offer_from_row, place, plan
 
-__all__ = ["DEFAULT_FILTERS", "FILTERS", "Filter", "Request", "evaluate", "place", "plan"]
+__all__ = [
+    "DEFAULT_FILTERS",
+    "FILTERS",
+    "Filter",
+    "Request",
+    "evaluate",
+    "feasible_offers",
+    "offer_from_row",
+    "place",
+    "plan",
+]

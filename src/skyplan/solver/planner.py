@@ -9,6 +9,7 @@ broken by cloud, region, zone and instance type so equal inputs give equal plans
 
 from __future__ import annotations
 
+import dataclasses
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -192,7 +193,8 @@ def _num(value: object) -> float:
     return float(value)
 
 
-def _offer(row: dict[str, object], spot: bool, num_nodes: int) -> Offer:
+def offer_from_row(row: dict[str, object], spot: bool, num_nodes: int) -> Offer:
+    """An `Offer` from one row of a candidate frame (with its `cost`)."""
     acc = row[c.ACCELERATOR]
     return Offer(
         cloud=str(row[c.CLOUD]),
@@ -242,9 +244,9 @@ def _rank(
             break
         if index not in picked:
             picked.append(index)
-    offers = [_offer(rest[i], bool(rest[i]["_spot"]), num_nodes) for i in sorted(picked)]
+    offers = [offer_from_row(rest[i], bool(rest[i]["_spot"]), num_nodes) for i in sorted(picked)]
     return (
-        _offer(winner, bool(winner["_spot"]), num_nodes),
+        offer_from_row(winner, bool(winner["_spot"]), num_nodes),
         offers,
         int(str(winner["_option"])),
         winner,
@@ -461,7 +463,51 @@ def _cheapest(
         .sort(_ORDER, nulls_last=True, maintain_order=True)
         .row(0, named=True)
     )
-    return _offer(row, bool(row["_spot_option"]), num_nodes), row
+    return offer_from_row(row, bool(row["_spot_option"]), num_nodes), row
+
+
+def feasible_offers(
+    task: Task,
+    catalog: Catalog,
+    *,
+    policy: Policy | None = None,
+    context: RequestContext | None = None,
+    overrides: dict[str, str] | None = None,
+    filters: Sequence[Filter] = DEFAULT_FILTERS,
+    limits: bool = True,
+) -> pl.DataFrame:
+    """Every offer `task` may take, as `place` would choose among them: the rows of its first
+    feasible option group, each with `cost` ($/h for all nodes), `_spot`, and `_score` (the
+    cost less policy preferences). Empty when nothing fits. With `limits=False` the policy's
+    quotas and budgets are left out, for callers that enforce them jointly (batch admission).
+    """
+    ctx = (context or context_of(task)).model_copy(update={"num_nodes": task.num_nodes})
+    stage = policy_stage.stage(policy, ctx, overrides) if policy is not None else None
+    if stage is not None and not limits:
+        stage = dataclasses.replace(stage, limits=())
+    active = _with_policy(filters, stage)
+    for group in task.resources.option_groups():
+        frames = [
+            e.offers
+            for o in group
+            if (e := evaluate(o, task.num_nodes, catalog, active)).rejection is None
+            and e.offers.height
+        ]
+        if frames:
+            offers = pl.concat(frames, how="diagonal_relaxed")
+            scoring = (
+                policy_stage.score(stage.preferences, ctx)
+                if stage is not None and stage.preferences
+                else pl.col(COST)
+            )
+            return offers.with_columns(scoring.alias(SCORE)).sort(
+                [SCORE, *_ORDER], nulls_last=True, maintain_order=True
+            )
+    return catalog.frame.clear().with_columns(
+        pl.lit(None, dtype=pl.Float64).alias(COST),
+        pl.lit(None, dtype=pl.Boolean).alias(SPOT),
+        pl.lit(None, dtype=pl.Float64).alias(SCORE),
+    )
 
 
 def _reason(e: Evaluation) -> str:
