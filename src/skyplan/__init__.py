@@ -8,6 +8,8 @@ The public API, flat: load a task and a catalog, plan, read the plan.
 """
 
 from skyplan.api import (
+    BatchPlan,
+    BatchRequest,
     Catalog,
     Policy,
     PolicyDiff,
@@ -20,11 +22,13 @@ from skyplan.api import (
     default_catalog_path,
     diff_policy,
     format_policy,
+    load_batch,
     load_catalog,
     load_policy,
     load_task,
     parse_task,
     plan,
+    plan_batch,
     refresh_catalog,
     request_context,
     run_policy_tests,
@@ -47,6 +51,8 @@ from skyplan.model import Dag, Offer, Placement, Plan, Resources, ServiceSpec, T
 __version__ = "0.1.0"
 
 __all__ = [
+    "BatchPlan",
+    "BatchRequest",
     "Catalog",
     "CatalogError",
     "Dag",
@@ -77,11 +83,13 @@ __all__ = [
     "default_catalog_path",
     "diff_policy",
     "format_policy",
+    "load_batch",
     "load_catalog",
     "load_policy",
     "load_task",
     "parse_task",
     "plan",
+    "plan_batch",
     "refresh_catalog",
     "request_context",
     "run_policy_tests",

@@ -10,12 +10,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import yaml
 from pydantic import ValidationError
 
 from skyplan.catalog import Catalog, default_catalog_path, load_catalog
 from skyplan.catalog.queries import accelerator_offers, accelerator_summary, catalog_summary
 from skyplan.errors import Diagnostic, PolicyError, TaskError
 from skyplan.model import Dag, Plan, Policy, RequestContext, Resources, Task
+from skyplan.model.batch import BatchPlan, BatchRequest
 from skyplan.model.policy import PolicyTest
 from skyplan.model.taskfile import parse_task_text
 from skyplan.review import PolicyDiff, TestReport, diff_policies, run_tests
@@ -227,7 +229,145 @@ def diff_policy(
     )
 
 
+# -- batches -------------------------------------------------------------------------------------
+
+
+def _batch_entry(entry: object, where: str, base: Path, index: int) -> list[BatchRequest]:
+    if not isinstance(entry, dict):
+        raise TaskError([Diagnostic(Span(where), f"request {index}: expected a mapping")])
+    known = {"id", "task", "team", "user", "priority", "labels", "count", "kind"}
+    unknown = sorted(set(map(str, entry)) - known)
+    if unknown:
+        raise TaskError(
+            [
+                Diagnostic(
+                    Span(where),
+                    f"request {index}: unknown key(s) {', '.join(unknown)}",
+                    hint="keys: " + ", ".join(sorted(known)),
+                )
+            ]
+        )
+    spec = entry.get("task")
+    if isinstance(spec, str):
+        dag = load_task(base / spec)
+    elif isinstance(spec, dict):
+        dag = parse_task(yaml.safe_dump(spec), f"{where} (request {index})")
+    else:
+        raise TaskError(
+            [Diagnostic(Span(where), f"request {index}: 'task' must be a path or a task")]
+        )
+    if len(dag.tasks) != 1:
+        raise TaskError([Diagnostic(Span(where), f"request {index}: a batch request is one task")])
+    count = entry.get("count", 1)
+    priority = entry.get("priority", 0)
+    if not isinstance(count, int) or count < 1 or not isinstance(priority, int):
+        raise TaskError(
+            [
+                Diagnostic(
+                    Span(where), f"request {index}: count must be >= 1 and priority a whole number"
+                )
+            ]
+        )
+    labels = entry.get("labels") or {}
+    if not isinstance(labels, dict):
+        raise TaskError([Diagnostic(Span(where), f"request {index}: labels must be a mapping")])
+    context = request_context(
+        team=None if entry.get("team") is None else str(entry["team"]),
+        user=None if entry.get("user") is None else str(entry["user"]),
+        labels={str(k): str(v) for k, v in labels.items()},
+        kind=None if entry.get("kind") is None else str(entry["kind"]),
+    )
+    task = dag.tasks[0]
+    name = str(entry.get("id") or task.name or f"request-{index}")
+    ids = [name] if count == 1 else [f"{name}-{n}" for n in range(1, count + 1)]
+    return [BatchRequest(id=i, task=task, context=context, priority=priority) for i in ids]
+
+
+def load_batch(path: str | os.PathLike[str]) -> tuple[list[BatchRequest], dict[str, float]]:
+    """A batch of requests and recorded usage from a YAML file (`requests:`, `usage:`), or one
+    request per task YAML in a directory (team, user and priority read from the task's
+    `resources.labels`)."""
+    root = Path(path)
+    if root.is_dir():
+        requests = []
+        for file in sorted(root.glob("*.yaml")) + sorted(root.glob("*.yml")):
+            dag = load_task(file)
+            for n, task in enumerate(dag.tasks):
+                labels = dict(task.resources.labels or {})
+                priority = labels.get("priority", "0")
+                requests.append(
+                    BatchRequest(
+                        id=f"{file.stem}" if len(dag.tasks) == 1 else f"{file.stem}-{n + 1}",
+                        task=task,
+                        context=request_context(
+                            team=labels.get("team"), user=labels.get("user"), labels=labels
+                        ),
+                        priority=int(priority) if priority.lstrip("-").isdigit() else 0,
+                    )
+                )
+        if not requests:
+            raise TaskError(
+                [Diagnostic(Span(str(root)), "no task files (*.yaml) in the directory")]
+            )
+        return requests, {}
+    where = os.fspath(path)
+    try:
+        data = yaml.safe_load(root.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TaskError([Diagnostic(Span(where), "file not found")]) from None
+    except (OSError, yaml.YAMLError) as exc:
+        raise TaskError([Diagnostic(Span(where), f"cannot read the batch: {exc}")]) from None
+    if not isinstance(data, dict) or not isinstance(data.get("requests"), list):
+        raise TaskError([Diagnostic(Span(where), "expected a mapping with a 'requests' list")])
+    requests = []
+    for index, entry in enumerate(data["requests"], start=1):
+        requests.extend(_batch_entry(entry, where, root.parent, index))
+    usage = data.get("usage") or {}
+    if not isinstance(usage, dict) or not all(isinstance(v, int | float) for v in usage.values()):
+        raise TaskError(
+            [
+                Diagnostic(
+                    Span(where),
+                    "usage maps '<limit name>/<group>' to an amount",
+                    hint='e.g. "team GPUs/team=ml": 8',
+                )
+            ]
+        )
+    return requests, {str(k): float(v) for k, v in usage.items()}
+
+
+def plan_batch(
+    requests: Sequence[BatchRequest],
+    *,
+    catalog: Catalog,
+    policy: Policy | None = None,
+    usage: dict[str, float] | None = None,
+    time_limit_s: float = 10.0,
+    require_all: bool = False,
+) -> BatchPlan:
+    """Admit a batch under the policy's quotas, budgets and pool capacities; see
+    `skyplan.solver.batch`. Pure; raises `NoFeasiblePlacement` only with `require_all`."""
+    from skyplan.solver.batch import plan_batch as _plan_batch
+
+    ids = [r.id for r in requests]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise TaskError(
+            [Diagnostic(Span("<batch>"), f"request id(s) appear twice: {', '.join(duplicates)}")]
+        )
+    return _plan_batch(
+        requests,
+        catalog,
+        policy=policy,
+        usage=usage,
+        time_limit_s=time_limit_s,
+        require_all=require_all,
+    )
+
+
 __all__ = [
+    "BatchPlan",
+    "BatchRequest",
     "Catalog",
     "Policy",
     "PolicyDiff",
@@ -240,11 +380,13 @@ __all__ = [
     "default_catalog_path",
     "diff_policy",
     "format_policy",
+    "load_batch",
     "load_catalog",
     "load_policy",
     "load_task",
     "parse_task",
     "plan",
+    "plan_batch",
     "policy_vocabulary",
     "refresh_catalog",
     "request_context",

@@ -14,6 +14,7 @@ import click
 
 import skyplan
 from skyplan.cli import render, show_gpus
+from skyplan.cli.admit import admit
 from skyplan.cli.options import catalog_option, context_options, json_option, plan_under_policy
 from skyplan.cli.policy import policy_group
 
@@ -127,6 +128,7 @@ def plan(
 
 cli.add_command(show_gpus.show_gpus)
 cli.add_command(policy_group)
+cli.add_command(admit)
 
 
 @cli.group()

@@ -173,7 +173,7 @@ class _Batch:
                     bound.limit,
                     used,
                     metric,
-                    "$/h" if metric == "cost" else metric,
+                    {"cost": "$/h", "memory": "GiB"}.get(metric, metric),
                 )
             out.append((key, metric))
         return out
