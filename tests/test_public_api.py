@@ -13,6 +13,8 @@ import pytest
 import skyplan
 
 EXPORTED = {
+    "BatchPlan",
+    "BatchRequest",
     "Catalog",
     "CatalogError",
     "Dag",
@@ -43,11 +45,13 @@ EXPORTED = {
     "default_catalog_path",
     "diff_policy",
     "format_policy",
+    "load_batch",
     "load_catalog",
     "load_policy",
     "load_task",
     "parse_task",
     "plan",
+    "plan_batch",
     "refresh_catalog",
     "request_context",
     "run_policy_tests",
