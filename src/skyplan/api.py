@@ -21,6 +21,7 @@ from skyplan.model.batch import BatchPlan, BatchRequest
 from skyplan.model.policy import PolicyTest
 from skyplan.model.taskfile import parse_task_text
 from skyplan.review import PolicyDiff, TestReport, diff_policies, run_tests
+from skyplan.solver import ReplicaPlan
 from skyplan.solver import plan as _plan
 from skyplan.source import Span
 
@@ -365,12 +366,53 @@ def plan_batch(
     )
 
 
+# -- services ------------------------------------------------------------------------------------
+
+
+def place_replicas(
+    task: Task,
+    *,
+    catalog: Catalog,
+    replicas: int | None = None,
+    min_regions: int = 1,
+    min_clouds: int = 1,
+    base_on_demand: int | None = None,
+    spot_domain: str = "zone",
+    max_spot_per_domain: int = 1,
+    policy: Policy | None = None,
+    context: RequestContext | None = None,
+) -> ReplicaPlan:
+    """The cheapest placement of a service's replicas: a base on demand, the rest on spot
+    spread over distinct failure domains, across at least `min_regions` regions and
+    `min_clouds` clouds (SkyServe's SpotHedge). Pure; raises `NoFeasiblePlacement` with why."""
+    from skyplan.solver.spread import place_replicas as _place_replicas
+
+    if spot_domain not in ("zone", "region"):
+        raise TaskError([Diagnostic(Span("<flags>"), "spot domain is 'zone' or 'region'")])
+    try:
+        return _place_replicas(
+            task,
+            catalog,
+            replicas=replicas,
+            min_regions=min_regions,
+            min_clouds=min_clouds,
+            base_on_demand=base_on_demand,
+            spot_domain=spot_domain,  # type: ignore[arg-type]
+            max_spot_per_domain=max_spot_per_domain,
+            policy=policy,
+            context=context,
+        )
+    except ValueError as exc:
+        raise TaskError([Diagnostic(Span("<flags>"), str(exc))]) from None
+
+
 __all__ = [
     "BatchPlan",
     "BatchRequest",
     "Catalog",
     "Policy",
     "PolicyDiff",
+    "ReplicaPlan",
     "RequestContext",
     "TestReport",
     "accelerator_offers",
@@ -385,6 +427,7 @@ __all__ = [
     "load_policy",
     "load_task",
     "parse_task",
+    "place_replicas",
     "plan",
     "plan_batch",
     "policy_vocabulary",

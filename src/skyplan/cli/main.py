@@ -17,6 +17,7 @@ from skyplan.cli import render, show_gpus
 from skyplan.cli.admit import admit
 from skyplan.cli.options import catalog_option, context_options, json_option, plan_under_policy
 from skyplan.cli.policy import policy_group
+from skyplan.cli.serve import serve_group
 
 EXIT_INTERNAL = 70
 
@@ -129,6 +130,7 @@ def plan(
 cli.add_command(show_gpus.show_gpus)
 cli.add_command(policy_group)
 cli.add_command(admit)
+cli.add_command(serve_group)
 
 
 @cli.group()

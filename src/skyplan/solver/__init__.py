@@ -5,15 +5,18 @@ May import model, catalog, errors, polars (and ortools); never the DSL, backends
 
 from skyplan.solver.filters import DEFAULT_FILTERS, FILTERS, Filter, Request
 from skyplan.solver.planner import evaluate, feasible_offers, offer_from_row, place, plan
+from skyplan.solver.spread import ReplicaPlan, place_replicas
 
 __all__ = [
     "DEFAULT_FILTERS",
     "FILTERS",
     "Filter",
+    "ReplicaPlan",
     "Request",
     "evaluate",
     "feasible_offers",
     "offer_from_row",
     "place",
+    "place_replicas",
     "plan",
 ]
