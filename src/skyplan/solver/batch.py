@@ -28,6 +28,7 @@ from skyplan.catalog import Catalog
 from skyplan.catalog import schema as c
 from skyplan.errors import NoFeasiblePlacement, Rejection
 from skyplan.model import Policy
+from skyplan.model import policy as m
 from skyplan.model.batch import Admission, BatchPlan, BatchRequest, LimitUsage, Waiting
 from skyplan.model.policy import Budget, Level, Quota
 from skyplan.solver.planner import feasible_offers, offer_from_row, place
@@ -38,7 +39,7 @@ SCORE = "_score"
 _UNIT = 1000  # metric units (GPUs, vCPUs, GiB) in thousandths
 _MICRO = 1_000_000  # dollars in micro-dollars
 SEED = 7
-WORKERS = 2
+WORKERS = 1
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,42 @@ def _candidates(frame: pl.DataFrame, num_nodes: int, per_request: int) -> list[C
     return kept
 
 
+def _refs(expr: m.Expr | None, out: set[str]) -> None:
+    """The request fields (`team`, `labels`, ...) an expression reads."""
+    if expr is None:
+        return
+    if isinstance(expr, m.RequestRef):
+        out.add(".".join(expr.path))
+    for child in ("left", "right", "item", "arg"):
+        _refs(getattr(expr, child, None), out)
+    for child in getattr(expr, "args", ()) or ():
+        _refs(child, out)
+
+
+def _reads(policy: Policy | None, *, limits: bool) -> tuple[str, ...]:
+    """The request fields the policy's rules and preferences (or its limits) depend on."""
+    out: set[str] = set()
+    if policy is None:
+        return ()
+    if limits:
+        bounds: tuple[Quota | Budget, ...] = (*policy.quotas, *policy.budgets)
+        for bound in bounds:
+            _refs(bound.when, out)
+            out.add(".".join(bound.per))
+    else:
+        for rule in policy.rules:
+            _refs(rule.when, out)
+            _refs(rule.condition, out)
+        for pref in policy.preferences:
+            _refs(pref.when, out)
+            _refs(pref.condition, out)
+    return tuple(sorted(out))
+
+
+def _key_of(ctx: m.RequestContext, fields: tuple[str, ...]) -> tuple[object, ...]:
+    return tuple(ctx.lookup(tuple(f.split("."))) for f in fields)
+
+
 class _Batch:
     def __init__(
         self,
@@ -131,19 +168,28 @@ class _Batch:
         self.keys: list[list[tuple[tuple[str, str, str], str]]] = []  # (limit key, metric)
         self.limits: dict[tuple[str, str, str], Limit] = {}
         self.unplaceable: dict[int, str] = {}
-        cache: dict[tuple[str, str], list[Candidate]] = {}
+        # Requests that differ only in fields no rule reads share their candidates (and those
+        # no limit reads share their limits): 10k requests need a few dozen evaluations.
+        rule_fields, limit_fields = _reads(policy, limits=False), _reads(policy, limits=True)
+        cache: dict[tuple[object, ...], list[Candidate]] = {}
+        limit_cache: dict[tuple[object, ...], list[tuple[tuple[str, str, str], str]]] = {}
+        tasks: dict[int, str] = {}
         for index, req in enumerate(self.requests):
             ctx = req.context.model_copy(
                 update={"num_nodes": req.task.num_nodes, "name": req.task.name}
             )
-            cache_key = (req.task.model_dump_json(), ctx.model_dump_json())
+            task_json = tasks.setdefault(id(req.task), req.task.model_dump_json())
+            cache_key = (task_json, ctx.kind, *_key_of(ctx, rule_fields))
             if cache_key not in cache:
                 frame = feasible_offers(req.task, catalog, policy=policy, context=ctx, limits=False)
                 cache[cache_key] = _candidates(frame, req.task.num_nodes, per_request)
             self.cands.append(cache[cache_key])
             if not cache[cache_key]:
                 self.unplaceable[index] = self._why_not(req)
-            self.keys.append(self._limit_keys(req, ctx))
+            limit_key = (ctx.kind, ctx.num_nodes, *_key_of(ctx, limit_fields))
+            if limit_key not in limit_cache:
+                limit_cache[limit_key] = self._limit_keys(req, ctx)
+            self.keys.append(limit_cache[limit_key])
 
     def _why_not(self, req: BatchRequest) -> str:
         try:
@@ -169,7 +215,7 @@ class _Batch:
                 scale = _MICRO if metric == "cost" else _UNIT
                 self.limits[key] = Limit(
                     key,
-                    _fixed(bound.limit - used, scale, False),
+                    max(0, _fixed(bound.limit - used, scale, False)),
                     bound.limit,
                     used,
                     metric,
@@ -253,6 +299,14 @@ class _Outcome:
     seconds_to_1pct: float
 
 
+def _pool_name(key: tuple[str, ...]) -> str:
+    return "pool " + "/".join(part for part in key[1:] if part)
+
+
+def _limit_name(key: tuple[str, ...]) -> str:
+    return _pool_name(key) if key[0] == "pool" else f"{key[0]} {key[1]!r} ({key[2]})"
+
+
 def _solve(
     batch: _Batch, comp: Component, hint: dict[int, int], time_limit: float, require_all: bool
 ) -> _Outcome:
@@ -269,7 +323,6 @@ def _solve(
             model.add_exactly_one(chosen_vars)
         else:
             model.add_at_most_one(chosen_vars)
-    assumptions: dict[int, tuple[str, ...]] = {}
     terms: dict[tuple[str, ...], list[tuple[int, Any]]] = {}
     caps: dict[tuple[str, ...], int] = {}
     for r in comp.requests:
@@ -283,41 +336,52 @@ def _solve(
                 pool_key = ("pool", *cand.pool)
                 caps[pool_key] = cand.capacity or 0
                 terms.setdefault(pool_key, []).append((batch.requests[r].task.num_nodes, x[r, o]))
+    switches: dict[tuple[str, ...], Any] = {}
     for key, pairs in terms.items():
         constraint = model.add(sum(coef * var for coef, var in pairs) <= caps[key])
-        if require_all:
-            literal = model.new_bool_var(f"a{len(assumptions)}")
-            constraint.only_enforce_if(literal)
-            assumptions[literal.index] = key
-    if require_all and assumptions:
-        model.add_assumptions(list(assumptions))
-    for (r, o), var in x.items():
-        model.add_hint(var, 1 if hint.get(r) == o else 0)
+        # Only a limit the requests could exceed can be part of a conflict.
+        if require_all and sum(coef for coef, _ in pairs) > caps[key]:
+            switches[key] = model.new_bool_var(f"on:{_limit_name(key)}")
+            constraint.only_enforce_if(switches[key])
 
     def solver(limit: float) -> Any:
         s = cp_model.CpSolver()
         s.parameters.random_seed = SEED
+        # One worker and a deterministic time limit: equal inputs give equal plans. The
+        # wall-clock limit is only a guard against a slow machine.
         s.parameters.num_workers = WORKERS
-        s.parameters.max_time_in_seconds = max(0.05, limit)
+        s.parameters.max_deterministic_time = max(0.05, limit)
+        s.parameters.max_time_in_seconds = max(0.5, 3 * limit)
         return s
 
+    if require_all:
+        return _solve_all(batch, comp, model, x, switches, solver, started)
+    for (r, o), var in x.items():
+        model.add_hint(var, 1 if hint.get(r) == o else 0)
     levels = sorted({batch.requests[r].priority for r in comp.requests}, reverse=True)
-    stages = 1 if require_all else len(levels) + 1
-    per_stage = time_limit / stages
+    per_stage = time_limit / (len(levels) + 1)
     optimal = True
-    if not require_all:
-        for level in levels:
-            at_level = [x[r, o] for (r, o) in x if batch.requests[r].priority == level]
-            model.maximize(sum(at_level))
-            s = solver(per_stage)
-            status = s.solve(model)
-            if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-                break
+    current = dict(hint)
+    for level in levels:
+        members = [r for r in comp.requests if batch.requests[r].priority == level]
+        at_level = [x[r, o] for (r, o) in x if batch.requests[r].priority == level]
+        admitted = sum(1 for r in members if r in current)
+        if admitted == len(members):
+            model.add(sum(at_level) == admitted)  # everyone at this level fits: nothing to search
+            continue
+        model.maximize(sum(at_level))
+        s = solver(per_stage)
+        status = s.solve(model)
+        if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             optimal &= status == cp_model.OPTIMAL
-            model.add(sum(at_level) >= round(s.objective_value))
-            model.clear_hints()  # type: ignore[no-untyped-call]
-            for var in x.values():
-                model.add_hint(var, int(s.value(var)))
+            current = {r: o for (r, o), var in x.items() if s.value(var)}
+            admitted = sum(1 for r in members if r in current)
+        else:
+            optimal = False  # out of time without a plan: keep what the hint admits
+        model.add(sum(at_level) >= admitted)
+        model.clear_hints()  # type: ignore[no-untyped-call]
+        for (r, o), var in x.items():
+            model.add_hint(var, 1 if current.get(r) == o else 0)
     model.minimize(sum(batch.cands[r][o].score * var for (r, o), var in x.items()))
     trace: list[tuple[float, float]] = []
 
@@ -327,27 +391,9 @@ def _solve(
 
     s = solver(per_stage)
     status = s.solve(model, _Trace())
-    if require_all and status == cp_model.INFEASIBLE:
-        conflict = [assumptions[i] for i in s.sufficient_assumptions_for_infeasibility()]
-        names = sorted(
-            {
-                f"{k[0]} {k[1]!r} ({k[2]})" if k[0] != "pool" else f"pool {'/'.join(k[1:])}"
-                for k in conflict
-            }
-        )
-        raise NoFeasiblePlacement(
-            "batch",
-            "not every request can be admitted together",
-            [Rejection(n, 0, 0, "these limits conflict") for n in names],
-        )
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        return _Outcome(
-            hint,
-            False,
-            float(sum(batch.cands[r][o].score for r, o in hint.items())),
-            0.0,
-            time.perf_counter() - started,
-        )
+        value = float(sum(batch.cands[r][o].score for r, o in current.items()))
+        return _Outcome(current, False, value, 0.0, time.perf_counter() - started)
     optimal &= status == cp_model.OPTIMAL
     chosen = {r: o for (r, o), var in x.items() if s.value(var)}
     value, bound = s.objective_value, s.best_objective_bound
@@ -356,6 +402,54 @@ def _solve(
         time.perf_counter() - started,
     )
     return _Outcome(chosen, optimal, value, bound, within)
+
+
+def _solve_all(
+    batch: _Batch,
+    comp: Component,
+    model: Any,
+    x: dict[tuple[int, int], Any],
+    switches: dict[tuple[str, ...], Any],
+    solver: Any,
+    started: float,
+) -> _Outcome:
+    """Every request admitted, at the least cost; or the smallest set of limits that conflict
+    (assumptions, shrunk one by one: feasibility-only solves)."""
+    from ortools.sat.python import cp_model
+
+    def feasible(keys: list[tuple[str, ...]]) -> tuple[int, Any]:
+        model.clear_assumptions()
+        model.add_assumptions([switches[k] for k in keys])
+        s = solver(5.0)
+        return s.solve(model), s
+
+    status, s = feasible(list(switches))
+    if status == cp_model.INFEASIBLE:
+        core = [
+            k
+            for k in switches
+            if switches[k].index in set(s.sufficient_assumptions_for_infeasibility())
+        ]
+        for key in list(core):
+            rest = [k for k in core if k != key]
+            if feasible(rest)[0] == cp_model.INFEASIBLE:
+                core = rest
+        raise NoFeasiblePlacement(
+            "batch",
+            "not every request can be admitted together",
+            [Rejection(_limit_name(k), 0, 0, "these limits conflict") for k in sorted(core)],
+        )
+    model.clear_assumptions()
+    for var in switches.values():
+        model.add(var == 1)
+    model.minimize(sum(batch.cands[r][o].score * var for (r, o), var in x.items()))
+    s = solver(5.0)
+    status = s.solve(model)
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        raise NoFeasiblePlacement("batch", "the solver found no plan admitting everyone in time")
+    chosen = {r: o for (r, o), var in x.items() if s.value(var)}
+    value, bound = s.objective_value, s.best_objective_bound
+    return _Outcome(chosen, status == cp_model.OPTIMAL, value, bound, time.perf_counter() - started)
 
 
 def plan_batch(
@@ -391,7 +485,8 @@ def plan_batch(
     total = max(1, sum(len(comp.requests) for comp in components))
     optimal, value_sum, bound_sum = True, 0.0, 0.0
     for comp in components:
-        hint = {r: o for r, o in greedy.items() if r in set(comp.requests)}
+        members = set(comp.requests)
+        hint = {r: o for r, o in greedy.items() if r in members}
         budget = time_limit_s * len(comp.requests) / total
         outcome = _solve(batch, comp, hint, budget, require_all)
         chosen.update(outcome.chosen)
@@ -444,13 +539,16 @@ def _waiting(batch: _Batch, index: int, used: dict[object, int]) -> Waiting:
         for key, metric in batch.keys[index]
         if used.get(key, 0) + best.metrics[metric] > batch.limits[key].cap
     ]
-    names = tuple(f"{k[0]} {k[1]!r} ({k[2]})" for k in full)
+    names = tuple(_limit_name(k) for k in full)
+    parts = [f"{name} would be exceeded" for name in names]
     if best.pool is not None and used.get(("pool", *best.pool), 0) + req.task.num_nodes > (
         best.capacity or 0
     ):
-        names += (f"pool {'/'.join(p for p in best.pool if p)} is full",)
-    if names:
-        reason = "waits: " + "; ".join(names) + " would be exceeded"
+        pool = _pool_name(("pool", *best.pool))
+        names += (pool,)
+        parts.append(f"{pool} is full")
+    if parts:
+        reason = "waits: " + "; ".join(parts)
     else:
         reason = "waits: admitting it would leave out requests of higher priority, or more of them"
     return Waiting(id=req.id, priority=req.priority, reason=reason, limits=names)
@@ -468,6 +566,22 @@ def _usage(batch: _Batch, used: dict[object, int]) -> tuple[LimitUsage, ...]:
                 used=round(limit.used + used.get(key, 0) / scale, 6),
                 limit=limit.limit,
                 unit=limit.unit,
+            )
+        )
+    pools: dict[tuple[str, ...], int] = {}
+    for cands in batch.cands:
+        for cand in cands:
+            if cand.pool is not None:
+                pools[("pool", *cand.pool)] = cand.capacity or 0
+    for pool_key, capacity in sorted(pools.items()):
+        rows.append(
+            LimitUsage(
+                name="/".join(p for p in pool_key[1:] if p),
+                group="",
+                kind="pool",
+                used=float(used.get(pool_key, 0)),
+                limit=float(capacity),
+                unit="nodes",
             )
         )
     return tuple(rows)
