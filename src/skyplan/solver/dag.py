@@ -15,15 +15,19 @@ or, for the `time` objective, the critical-path time. This module solves the sam
    (cloud, region) present, so egress trade-offs stay visible.
 2. Dominance: the objective sees an offer only through its location and its price (runtimes do
    not depend on the placement yet), so within one (cloud, region) only the cheapest candidate
-   can be part of an optimum. The solvers work on one option per location per task; because the
-   cheapest offer of every location is always kept, the plan is optimal over *all* feasible
-   offers, not only over the pruned ones.
-3. Exact solve: a pipeline whose edges form chains is solved by dynamic programming over
-   (task, location) — O(n·L²). Any other DAG goes to CP-SAT: one Boolean per (task, location),
-   exactly one per task, and per edge one Boolean per cloud both ends may share and per region
-   both may share; egress and transfer time are linear in those. Fixed seed, two workers,
-   interleaved (deterministic) search, a time limit; the status (OPTIMAL / FEASIBLE) and the
-   proven gap are reported.
+   can be part of an optimum; and a location that is not its cloud's cheapest for the task
+   matters only where a neighbouring task can be in the same region (`_undominated`). The
+   solvers work on these options. Because the cheapest offer of every location is always kept,
+   the plan is optimal over *all* feasible offers, not only over the pruned ones.
+3. Exact solve. Where it is exact, dynamic programming over (task, location), O(Σ L_i·L_j):
+   for the cost objective whenever the edges that carry data form a forest (chains, fan-outs,
+   fan-ins), for the time objective when the edges chain every task into one path. Any other
+   DAG goes to CP-SAT: one Boolean per (task, location), exactly one per task, and per edge one
+   Boolean per cloud both ends may share and per region both may share; egress and transfer
+   time are linear in those. CP-SAT starts from a strong plan (the exact plan of a maximum
+   spanning forest, improved by best responses), so it mostly has to prove the bound; fixed
+   seed, two workers, interleaved (deterministic) search, a time limit; the status
+   (OPTIMAL / FEASIBLE) and the proven gap are reported.
 
 Numbers are compared as integers: costs in micro-dollars per term (a task's compute, an edge's
 egress), times in milliseconds per term (a task's runtime, an edge's transfer). Policy
@@ -37,10 +41,9 @@ its runtime. The makespan is the latest finish; ties are broken by cost.
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -50,7 +53,15 @@ from skyplan.catalog import Catalog
 from skyplan.catalog import schema as c
 from skyplan.errors import InputError, NoFeasiblePlacement, did_you_mean
 from skyplan.model import Dag, Offer, Policy, RequestContext, Task
-from skyplan.solver.planner import COST, SCORE, context_of, feasible_offers, offer_from_row, place
+from skyplan.solver.planner import (
+    COST,
+    SCORE,
+    SPOT,
+    context_of,
+    feasible_offers,
+    offer_from_row,
+    place,
+)
 
 Objective = Literal["cost", "time"]
 Method = Literal["auto", "dp", "cp-sat"]
@@ -67,34 +78,41 @@ _MS_PER_HOUR = 3_600_000
 
 # -- egress ---------------------------------------------------------------------------------------
 
-#: Internet data transfer out, $/GB, first paid tier, by the *source* cloud. Published list prices
-#: (read 2025-2026; tiers fall with monthly volume, and some providers give the first 100 GB a
-#: month free, which a per-pipeline model ignores):
-#: - aws 0.09: "Data Transfer OUT From Amazon EC2 To Internet", US East, next 9.999 TB/month at
-#:   $0.09/GB — https://blogs.vmware.com/cloudhealth/aws-data-transfer-pricing/ and
+#: Internet data transfer out, $/GB, first paid tier, by the *source* cloud. List prices as
+#: quoted by the pages below (found through the project's search index; tiers fall with monthly
+#: volume, and the first 100 GB a month are free on AWS and Azure, which a per-pipeline model
+#: ignores):
+#: - aws 0.09: EC2 to the internet, US East, "Next 9.999 TB per month $0.09 per GB" —
+#:   https://blogs.vmware.com/cloudhealth/aws-data-transfer-pricing/ and
 #:   https://finopsforge.com/reduce-aws-data-transfer-costs ("Internet egress (first 10TB/month)
-#:   $0.09/GB"). The official page (https://aws.amazon.com/ec2/pricing/on-demand/) renders its
-#:   rates dynamically and could not be read here; the figure is confirmed by the two above.
-#: - gcp 0.12: Premium Tier internet egress to North America, 1-1,024 GiB, $0.12/GiB — a
-#:   transcription of https://cloud.google.com/vpc/network-pricing (api-evangelist's
-#:   google-cloud-vpc pricing file) and https://egresscost.com/gcp/regions ("$0.12/GB Premium").
-#:   Google bills per GiB; the model treats it as per GB (a 7% difference).
-#: - azure 0.087: internet egress after the free 100 GB, first 10 TB, ~$0.087/GB —
-#:   https://c3x.dev/blog/azure-egress-bandwidth-cost/. The official page
-#:   (https://azure.microsoft.com/pricing/details/bandwidth/) could not be read here.
+#:   $0.09/GB"). AWS's own page (https://aws.amazon.com/ec2/pricing/on-demand/) renders its
+#:   rates dynamically and could not be read.
+#: - gcp 0.12: Premium Tier to North America, 1-1,024 GiB a month, "$0.12 / 1 gibibyte" — a
+#:   transcription of https://cloud.google.com/vpc/network-pricing at
+#:   https://raw.githubusercontent.com/api-evangelist/google-cloud-vpc/refs/heads/main/plans/google-cloud-vpc-plans-pricing.yml
+#:   and https://egresscost.com/gcp/regions ("$0.12/GB Premium"). Google bills per GiB; the
+#:   model reads it per GB (7% less).
+#: - azure 0.087: after the free 100 GB, first 10 TB, "~$0.087/GB" —
+#:   https://c3x.dev/blog/azure-egress-bandwidth-cost/ (third-party). Microsoft's own page
+#:   (https://azure.microsoft.com/pricing/details/bandwidth/) could not be read.
+#: Other clouds (Lambda, Kubernetes, SSH pools, ...) take `default_internet_usd_per_gb`, 0.09:
+#: an assumption, not a published price.
 INTERNET_USD_PER_GB: Mapping[str, float] = {"aws": 0.09, "gcp": 0.12, "azure": 0.087}
 
 #: Data transfer between two regions of the same cloud, $/GB, by the source cloud:
 #: - aws 0.02: "EC2 charges 2 cents per gigabyte for inter-region egress traffic" —
 #:   https://github.com/NixOS/amis/issues/122; https://finopsforge.com/reduce-aws-data-transfer-costs
-#:   gives $0.02-0.08 (0.02 between most US and EU regions, more from other continents).
-#: - gcp 0.02: between regions on one continent $0.01-0.02/GB —
-#:   https://brainagents.ai/gcpfinops/blog/gcp-network-egress-cross-region-costs and
-#:   https://cloudwebschool.com/docs/gcp/cost-management/network-egress-costs/ ($0.01-0.08 by
-#:   region pair). The upper end of the intra-continent range; not verified on Google's own page.
+#:   gives "$0.02-$0.08/GB" by region pair.
+#: - gcp 0.02: "Between regions (same continent) $0.01 - $0.02" —
+#:   https://brainagents.ai/gcpfinops/blog/gcp-network-egress-cross-region-costs; also
+#:   https://cloudwebschool.com/docs/gcp/cost-management/network-egress-costs/ ("~$0.01-0.08/GB
+#:   depending on the region pair"). The upper end of the one-continent range; not verified on
+#:   Google's own page.
 #: - azure 0.02: "Cross-region transfers within North America or Europe cost $0.02/GB" —
-#:   https://lucidity.cloud/feeds/blog/azure-storage-egress-cost (other continents: $0.08-0.16).
-#:   Not verified on Microsoft's own page.
+#:   https://lucidity.cloud/feeds/blog/azure-storage-egress-cost (other continents more). Not
+#:   verified on Microsoft's own page.
+#: Other clouds take `default_inter_region_usd_per_gb`, 0.02 (an assumption). Zones of one
+#: region are one location: AWS's $0.01/GB each way between zones is left out.
 INTER_REGION_USD_PER_GB: Mapping[str, float] = {"aws": 0.02, "gcp": 0.02, "azure": 0.02}
 
 
@@ -385,7 +403,7 @@ def _candidates(
         raise NoFeasiblePlacement(label, "no offer in the catalog meets every requirement")
     out = []
     for row in prune(frame, limit).iter_rows(named=True):
-        offer = offer_from_row(row, bool(row["_spot"]), task.num_nodes)
+        offer = offer_from_row(row, bool(row[SPOT]), task.num_nodes)
         score = row[SCORE] if row[SCORE] is not None else row[COST]
         out.append(_Candidate(offer, (offer.cloud, offer.region), float(score)))
     return out, frame.height
@@ -412,6 +430,7 @@ class _Problem:
     options: list[list[int]]  # task → option → candidate index
     locations: list[list[Location]]  # task → option → location
     compute: list[list[int]]  # task → option → micro-dollars (ranking $/h × runtime)
+    order: list[int]  # the tasks in topological order
     _links: dict[tuple[float, Location, Location], tuple[int, int]] = field(default_factory=dict)
 
     @classmethod
@@ -444,7 +463,8 @@ class _Problem:
             for b, pool, hours in zip(best, pools, runtimes, strict=True)
         ]
         runtime_ms = [round(h * _MS_PER_HOUR) for h in runtimes]
-        return cls(objective, egress, edges, runtime_ms, options, locations, compute)
+        order = _topological(len(pools), [(e.source, e.target) for e in edges])
+        return cls(objective, egress, edges, runtime_ms, options, locations, compute, order)
 
     def link(self, gb: float, source: Location, target: Location) -> tuple[int, int]:
         """(micro-dollars, milliseconds) of moving `gb` from `source` to `target`."""
@@ -462,24 +482,41 @@ class _Problem:
 
     def value(self, choice: Sequence[int]) -> tuple[int, int]:
         """The objective of one option per task: (cost, 0) or (makespan, cost)."""
-        n = len(choice)
-        micro = sum(self.compute[t][choice[t]] for t in range(n))
-        finish = [0] * n
-        preds: list[list[tuple[int, int]]] = [[] for _ in range(n)]
+        micro = sum(self.compute[t][o] for t, o in enumerate(choice))
+        delays = []
         for e in self.edges:
             loc_i = self.locations[e.source][choice[e.source]]
             loc_j = self.locations[e.target][choice[e.target]]
             cost, ms = self.link(e.gb, loc_i, loc_j)
             micro += cost
+            delays.append(ms)
+        return self.key(micro, self.makespan(delays))
+
+    def makespan(self, delays: Sequence[int]) -> int:
+        """The latest finish, each edge taking its delay (ms), tasks as soon as inputs are in."""
+        finish = [0] * len(self.runtime_ms)
+        preds: list[list[tuple[int, int]]] = [[] for _ in self.runtime_ms]
+        for e, ms in zip(self.edges, delays, strict=True):
             preds[e.target].append((e.source, ms))
-        for t in _topological(n, [(e.source, e.target) for e in self.edges]):
+        for t in self.order:
             start = max((finish[i] + ms for i, ms in preds[t]), default=0)
             finish[t] = start + self.runtime_ms[t]
-        return self.key(micro, max(finish, default=0))
+        return max(finish, default=0)
 
-    def greedy(self) -> list[int]:
-        """Each task's cheapest option, egress ignored."""
-        return [min(range(len(row)), key=row.__getitem__) for row in self.compute]
+    def fastest_delay(self, e: _Edge) -> int:
+        """A lower bound on edge `e`'s transfer time, whatever its ends' placements."""
+        here, there = set(self.locations[e.source]), set(self.locations[e.target])
+        clouds = {loc[0] for loc in here}, {loc[0] for loc in there}
+        speeds = [self.egress.inter_cloud_gbps]
+        if clouds[0] & clouds[1]:
+            speeds.append(self.egress.inter_region_gbps)
+        if here & there:
+            speeds.append(self.egress.same_region_gbps)
+        return min(_ms(e.gb, gbps) for gbps in speeds)
+
+    @staticmethod
+    def cost_key(micro: int, ms: int) -> tuple[int, int]:
+        return (micro, 0)
 
 
 def _undominated(
@@ -531,61 +568,189 @@ def _ms(gb: float, gbps: float) -> int:
     return round(gb * 8 / gbps * 1000)
 
 
-def _chains(n: int, edges: Sequence[_Edge]) -> list[list[int]] | None:
-    """The tasks as disjoint directed paths, or None when some task has two inputs or outputs."""
-    nxt: dict[int, int] = {}
-    prev: dict[int, int] = {}
+def _forest(n: int, edges: Sequence[_Edge]) -> bool:
+    """Whether `edges`, undirected, form a forest (no cycle)."""
+    root = list(range(n))
+
+    def find(t: int) -> int:
+        while root[t] != t:
+            root[t] = root[root[t]]
+            t = root[t]
+        return t
+
     for e in edges:
-        if e.source in nxt or e.target in prev:
-            return None
-        nxt[e.source] = e.target
-        prev[e.target] = e.source
-    paths = []
-    for t in range(n):
-        if t in prev:
-            continue
-        path = [t]
-        while path[-1] in nxt:
-            path.append(nxt[path[-1]])
-        paths.append(path)
-    return paths
+        a, b = find(e.source), find(e.target)
+        if a == b:
+            return False
+        root[a] = b
+    return True
+
+
+def _single_path(n: int, edges: Sequence[_Edge]) -> bool:
+    """Whether `edges` chain every task into one directed path."""
+    if len(edges) != n - 1:
+        return False
+    outs = {e.source for e in edges}
+    ins = {e.target for e in edges}
+    return len(outs) == len(ins) == n - 1 and _forest(n, edges)
+
+
+def _spanning_forest(n: int, edges: Sequence[_Edge]) -> list[_Edge]:
+    """A maximum spanning forest by data size (Kruskal): the edges that matter most."""
+    ranked = sorted(edges, key=lambda e: (-e.gb, e.source, e.target))
+    kept: list[_Edge] = []
+    for e in ranked:
+        if _forest(n, [*kept, e]):
+            kept.append(e)
+    return kept
 
 
 def _add(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
     return (a[0] + b[0], a[1] + b[1])
 
 
-def _dp(problem: _Problem, paths: list[list[int]]) -> list[int]:
-    """Each path by dynamic programming over (task, location); exact because the objective is a
-    sum along a path (cost; or, for one path, time then cost)."""
-    gb = {(e.source, e.target): e.gb for e in problem.edges}
-    choice = [0] * len(problem.options)
-    for path in paths:
-        first = path[0]
-        values = [problem.key(m, problem.runtime_ms[first]) for m in problem.compute[first]]
-        back: list[list[int]] = []
-        for prev, task in itertools.pairwise(path):
-            size = gb[prev, task]
-            step_values, step_back = [], []
-            for o, loc in enumerate(problem.locations[task]):
-                best, arg = None, -1
-                for a, loc_a in enumerate(problem.locations[prev]):
-                    micro, ms = problem.link(size, loc_a, loc)
-                    v = _add(values[a], problem.key(micro, ms))
-                    if best is None or v < best:
-                        best, arg = v, a
-                assert best is not None
-                node = problem.key(problem.compute[task][o], problem.runtime_ms[task])
-                step_values.append(_add(best, node))
-                step_back.append(arg)
-            values = step_values
-            back.append(step_back)
-        o = min(range(len(values)), key=values.__getitem__)
-        for task, pointers in zip(reversed(path), [*reversed(back), None], strict=True):
-            choice[task] = o
-            if pointers is not None:
-                o = pointers[o]
+def _tree_dp(
+    problem: _Problem, tree: Sequence[_Edge], key: Callable[[int, int], tuple[int, int]]
+) -> list[int]:
+    """The option per task minimizing Σ task keys + Σ `tree` edge keys, by dynamic programming
+    over (task, location) from the leaves up: exact where `tree` is a forest. O(Σ L_i·L_j)."""
+    n = len(problem.options)
+    adjacent: list[list[_Edge]] = [[] for _ in range(n)]
+    for e in tree:
+        adjacent[e.source].append(e)
+        adjacent[e.target].append(e)
+    value = [[key(m, problem.runtime_ms[t]) for m in problem.compute[t]] for t in range(n)]
+    parent: list[_Edge | None] = [None] * n
+    order: list[int] = []
+    seen = [False] * n
+    for root in range(n):
+        if seen[root]:
+            continue
+        seen[root] = True
+        stack = [root]
+        while stack:
+            t = stack.pop()
+            order.append(t)
+            for e in adjacent[t]:
+                other = e.target if e.source == t else e.source
+                if not seen[other]:
+                    seen[other] = True
+                    parent[other] = e
+                    stack.append(other)
+    best_child: dict[int, list[int]] = {}  # child → parent option → child option
+    for t in reversed(order):
+        link = parent[t]
+        if link is None:
+            continue
+        up = link.source if link.target == t else link.target
+        arg = []
+        for p, loc_p in enumerate(problem.locations[up]):
+            best, where = None, -1
+            for o, loc in enumerate(problem.locations[t]):
+                micro, ms = (
+                    problem.link(link.gb, loc, loc_p)
+                    if link.source == t
+                    else problem.link(link.gb, loc_p, loc)
+                )
+                v = _add(value[t][o], key(micro, ms))
+                if best is None or v < best:
+                    best, where = v, o
+            assert best is not None
+            value[up][p] = _add(value[up][p], best)
+            arg.append(where)
+        best_child[t] = arg
+    choice = [0] * n
+    for t in order:
+        link = parent[t]
+        if link is None:
+            choice[t] = min(range(len(value[t])), key=value[t].__getitem__)
+        else:
+            up = link.source if link.target == t else link.target
+            choice[t] = best_child[t][choice[up]]
     return choice
+
+
+def _improve(problem: _Problem, choice: list[int]) -> list[int]:
+    """Best responses on cost until none helps: each task in turn takes its cheapest option
+    given its neighbours' (a primal heuristic for CP-SAT's hint)."""
+    n = len(choice)
+    incident: list[list[_Edge]] = [[] for _ in range(n)]
+    for e in problem.edges:
+        if e.gb > 0:
+            incident[e.source].append(e)
+            incident[e.target].append(e)
+    choice = list(choice)
+    improved = True
+    while improved:
+        improved = False
+        for t in range(n):
+
+            def local(o: int, t: int = t) -> int:
+                total = problem.compute[t][o]
+                here = problem.locations[t][o]
+                for e in incident[t]:
+                    if e.source == t:
+                        there = problem.locations[e.target][choice[e.target]]
+                        total += problem.link(e.gb, here, there)[0]
+                    else:
+                        there = problem.locations[e.source][choice[e.source]]
+                        total += problem.link(e.gb, there, here)[0]
+                return total
+
+            best = min(range(len(problem.options[t])), key=local)
+            if local(best) < local(choice[t]):
+                choice[t], improved = best, True
+    return choice
+
+
+def _descend(problem: _Problem, choice: list[int]) -> list[int]:
+    """Best responses on the whole objective until none helps (any objective; O(L·(n+m)) per
+    task and round)."""
+    choice = list(choice)
+    current = problem.value(choice)
+    improved = True
+    while improved:
+        improved = False
+        for t in range(len(choice)):
+            for o in range(len(problem.options[t])):
+                trial = [*choice[:t], o, *choice[t + 1 :]]
+                v = problem.value(trial)
+                if v < current:
+                    choice, current, improved = trial, v, True
+    return choice
+
+
+def _hint(problem: _Problem) -> list[int]:
+    """A good first plan for CP-SAT, which then mostly has to prove it: the exact plan for a
+    maximum spanning forest of the edges, improved by best responses; for the time objective
+    also every "all at one location where possible" plan, the three best improved."""
+    n = len(problem.options)
+    forest = _spanning_forest(n, problem.edges)
+    cheap = _improve(problem, _tree_dp(problem, forest, problem.cost_key))
+    if problem.objective == "cost":
+        return cheap
+    fallback: list[dict[str, int]] = []
+    for t in range(n):
+        per_cloud: dict[str, int] = {}
+        for o, loc in enumerate(problem.locations[t]):
+            held = per_cloud.get(loc[0])
+            if held is None or problem.compute[t][o] < problem.compute[t][held]:
+                per_cloud[loc[0]] = o
+        fallback.append(per_cloud)
+    starts = [cheap]
+    for loc in sorted({loc for row in problem.locations for loc in row}):
+        start = []
+        for t in range(n):
+            row = problem.locations[t]
+            if loc in row:
+                start.append(row.index(loc))
+            elif loc[0] in fallback[t]:
+                start.append(fallback[t][loc[0]])
+            else:
+                start.append(cheap[t])
+        starts.append(start)
+    ranked = sorted(starts, key=problem.value)[:3]
+    return min((_descend(problem, s) for s in ranked), key=problem.value)
 
 
 def _cp_sat(problem: _Problem, time_limit: float) -> tuple[list[int], Status, float]:
@@ -650,7 +815,7 @@ def _cp_sat(problem: _Problem, time_limit: float) -> tuple[list[int], Status, fl
             delay += (cloud_ms - same_ms) * other_cloud + (inter_ms - same_ms) * other_region
         delays.append(delay)
 
-    hint = problem.greedy()
+    hint = _hint(problem)
     for t in range(n):
         for o, var in enumerate(x[t]):
             model.add_hint(var, 1 if hint[t] == o else 0)
@@ -661,6 +826,9 @@ def _cp_sat(problem: _Problem, time_limit: float) -> tuple[list[int], Status, fl
         solver.parameters.random_seed = SEED
         solver.parameters.num_workers = WORKERS
         solver.parameters.interleave_search = True  # deterministic whatever the worker count
+        # Probing and symmetry detection cost more than they save on these small models.
+        solver.parameters.cp_model_probing_level = 0
+        solver.parameters.symmetry_level = 0
         solver.parameters.max_time_in_seconds = max(0.05, limit)
         status = solver.solve(model)
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
@@ -674,18 +842,22 @@ def _cp_sat(problem: _Problem, time_limit: float) -> tuple[list[int], Status, fl
         finish = [model.new_int_var(problem.runtime_ms[t], horizon, f"f{t}") for t in range(n)]
         for e, delay in zip(problem.edges, delays, strict=True):
             model.add(finish[e.target] >= finish[e.source] + delay + problem.runtime_ms[e.target])
-        makespan = model.new_int_var(0, horizon, "makespan")
+        floor = problem.makespan([problem.fastest_delay(e) for e in problem.edges])
+        makespan = model.new_int_var(floor, horizon, "makespan")
         for f in finish:
             model.add(makespan >= f)
-        found = solve(makespan, time_limit / 2)
-        if found is None:  # not even the hint within the limit: report it, gap unknown
-            return hint, "FEASIBLE", 1.0
-        first, optimal = found
-        model.add(makespan <= round(first.value(makespan)))
-        model.clear_hints()  # type: ignore[no-untyped-call]
-        for row in x:
-            for var in row:
-                model.add_hint(var, int(first.value(var)))
+        best = problem.value(hint)[0]
+        if best > floor:  # the hint does not reach the bound: search for the least makespan
+            found = solve(makespan, time_limit / 2)
+            if found is None:  # not even the hint within the limit: report it, gap unknown
+                return hint, "FEASIBLE", 1.0
+            first, optimal = found
+            best = round(first.value(makespan))
+            model.clear_hints()  # type: ignore[no-untyped-call]
+            for row in x:
+                for var in row:
+                    model.add_hint(var, int(first.value(var)))
+        model.add(makespan <= best)
     found = solve(cost, deadline - time.perf_counter())
     if found is None:
         return hint, "FEASIBLE", 1.0
@@ -721,8 +893,11 @@ def plan_pipeline(
 
     `edges` are (producer, consumer) task indices, the chain 0→1→…→n-1 by default (SkyPilot's
     pipeline); an edge carries the producer's total `outputs` size in GB. A task runs for
-    `runtime_hours[task.name]` hours (1 by default). `solver` forces "dp" (chains only) or
-    "cp-sat"; "auto" takes the DP wherever it is exact."""
+    `runtime_hours[task.name]` hours (1 by default). `solver` forces "dp" (where it is exact:
+    data edges forming a forest for cost, one chain through every task for time) or "cp-sat";
+    "auto" takes the DP wherever it is exact. `time_limit` bounds CP-SAT in seconds (for the
+    time objective, shared by its two stages: least makespan, then least cost); a plan found
+    but not proven within it has status FEASIBLE and its gap."""
     started = time.perf_counter()
     if objective not in ("cost", "time"):
         raise InputError(f"objective must be 'cost' or 'time', not {objective!r}")
@@ -746,18 +921,21 @@ def plan_pipeline(
     plan_edges = tuple(_Edge(i, j, sizes[i]) for i, j in graph)
     problem = _Problem.build(objective, model, plan_edges, runtimes, pools)
 
-    paths = _chains(n, plan_edges)
-    dp_exact = paths is not None and (objective == "cost" or len(paths) == 1)
+    if objective == "cost":
+        carrying = [e for e in plan_edges if e.gb > 0]
+        dp_exact, tree = _forest(n, carrying), carrying
+    else:
+        dp_exact, tree = _single_path(n, plan_edges), list(plan_edges)
     if solver == "dp" and not dp_exact:
         raise InputError(
-            "the DP solver needs chains (and one chain for the time objective); use 'cp-sat'"
+            "the DP solver needs the edges that carry data to form a forest (for the time "
+            "objective: one chain through every task); use 'cp-sat'"
         )
     method: Literal["dp", "cp-sat"] = "dp" if solver != "cp-sat" and dp_exact else "cp-sat"
     status: Status = "OPTIMAL"
     gap = 0.0
     if method == "dp":
-        assert paths is not None
-        choice = _dp(problem, paths)
+        choice = _tree_dp(problem, tree, problem.key)
     else:
         choice, status, gap = _cp_sat(problem, time_limit)
 
