@@ -21,8 +21,9 @@ from skyplan.model.batch import BatchPlan, BatchRequest
 from skyplan.model.policy import PolicyTest
 from skyplan.model.taskfile import parse_task_text
 from skyplan.review import PolicyDiff, TestReport, diff_policies, run_tests
-from skyplan.solver import ReplicaPlan
+from skyplan.solver import EgressModel, PipelinePlan, ReplicaPlan
 from skyplan.solver import plan as _plan
+from skyplan.solver import plan_pipeline as _plan_pipeline
 from skyplan.source import Span
 
 if TYPE_CHECKING:  # the DSL (and Lark) load on first use, keeping `import skyplan` fast
@@ -406,10 +407,43 @@ def place_replicas(
         raise TaskError([Diagnostic(Span("<flags>"), str(exc))]) from None
 
 
+# -- pipelines -----------------------------------------------------------------------------------
+
+
+def plan_pipeline(
+    work: Dag,
+    *,
+    catalog: Catalog,
+    policy: Policy | None = None,
+    context: RequestContext | None = None,
+    objective: str = "cost",
+    runtime_hours: dict[str, float] | None = None,
+    egress: EgressModel | None = None,
+) -> PipelinePlan:
+    """Place every task of a pipeline together: compute cost times runtime plus the egress of
+    each task's outputs to the next (or, with objective "time", the makespan), exactly. Pure;
+    raises `NoFeasiblePlacement` naming a task that nothing fits."""
+    if objective not in ("cost", "time"):
+        raise TaskError(
+            [Diagnostic(Span("<flags>"), f"objective is cost or time, not {objective!r}")]
+        )
+    return _plan_pipeline(
+        work,
+        catalog,
+        policy=policy,
+        context=context,
+        objective=objective,  # type: ignore[arg-type]
+        runtime_hours=runtime_hours,
+        egress=egress,
+    )
+
+
 __all__ = [
     "BatchPlan",
     "BatchRequest",
     "Catalog",
+    "EgressModel",
+    "PipelinePlan",
     "Policy",
     "PolicyDiff",
     "ReplicaPlan",
@@ -430,6 +464,7 @@ __all__ = [
     "place_replicas",
     "plan",
     "plan_batch",
+    "plan_pipeline",
     "policy_vocabulary",
     "refresh_catalog",
     "request_context",

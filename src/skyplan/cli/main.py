@@ -15,7 +15,13 @@ import click
 import skyplan
 from skyplan.cli import render, show_gpus
 from skyplan.cli.admit import admit
-from skyplan.cli.options import catalog_option, context_options, json_option, plan_under_policy
+from skyplan.cli.options import (
+    catalog_option,
+    context_options,
+    json_option,
+    parse_pairs,
+    plan_under_policy,
+)
 from skyplan.cli.policy import policy_group
 from skyplan.cli.serve import serve_group
 
@@ -75,6 +81,25 @@ def cli() -> None:
     type=click.Path(path_type=Path),
     help="Policy file to apply (repeatable; later files after earlier ones).",
 )
+@click.option(
+    "--pipeline",
+    is_flag=True,
+    help="Place a multi-task file's tasks together, counting egress between them.",
+)
+@click.option(
+    "--objective",
+    type=click.Choice(["cost", "time"]),
+    default="cost",
+    show_default=True,
+    help="With --pipeline: minimize total cost or the makespan.",
+)
+@click.option(
+    "--runtime",
+    "runtimes",
+    multiple=True,
+    metavar="TASK=HOURS",
+    help="With --pipeline: a task's expected runtime (default 1 hour; repeatable).",
+)
 @context_options
 def plan(
     task_file: Path,
@@ -93,6 +118,9 @@ def plan(
     user: str | None,
     labels: tuple[str, ...],
     overrides: tuple[str, ...],
+    pipeline: bool,
+    objective: str,
+    runtimes: tuple[str, ...],
 ) -> None:
     """Plan TASK_FILE: the cheapest feasible placement and the runner-ups."""
     work = skyplan.load_task(task_file)
@@ -107,6 +135,9 @@ def plan(
     }
     work = skyplan.with_overrides(work, {k: v for k, v in flags.items() if v is not None})
     catalog = skyplan.load_catalog(catalog_path)
+    if pipeline:
+        _plan_pipeline(work, catalog, policies, objective, runtimes, team, user, labels, as_json)
+        return
     result = plan_under_policy(
         work,
         catalog,
@@ -124,6 +155,41 @@ def plan(
     for table in render.plan_table(result):
         out.print(table)
     for line in render.placement_summary(result):
+        out.print(line)
+
+
+def _plan_pipeline(
+    work: skyplan.Dag,
+    catalog: skyplan.Catalog,
+    policies: tuple[Path, ...],
+    objective: str,
+    runtimes: tuple[str, ...],
+    team: str | None,
+    user: str | None,
+    labels: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    hours: dict[str, float] = {}
+    for name, value in parse_pairs(runtimes, "--runtime").items():
+        try:
+            hours[name] = float(value)
+        except ValueError:
+            raise click.UsageError(f"--runtime {name}={value}: hours must be a number") from None
+    result = skyplan.plan_pipeline(
+        work,
+        catalog=catalog,
+        policy=skyplan.load_policy(list(policies), catalog=catalog) if policies else None,
+        context=skyplan.request_context(
+            team=team, user=user, labels=parse_pairs(labels, "--label")
+        ),
+        objective=objective,
+        runtime_hours=hours or None,
+    )
+    if as_json:
+        render.emit_json(result.to_json())
+        return
+    out = render.console()
+    for line in render.pipeline_lines(result):
         out.print(line)
 
 

@@ -83,3 +83,25 @@ def placement_summary(plan: skyplan.Plan) -> list[str]:
     if len(plan.placements) > 1:
         lines.append(f"total: ${plan.hourly_cost:.4f}/h")
     return lines
+
+
+def pipeline_lines(result: skyplan.PipelinePlan) -> list[str]:
+    """A pipeline plan as text: one line per task and per transfer, then the totals."""
+    lines = []
+    for step in result.steps:
+        o = step.offer
+        lines.append(
+            f"{step.task or '#' + str(step.index + 1)}: {_where(o)} {o.instance_type} "
+            f"({_accs(o.accelerators)}), ${o.hourly_cost:.4f}/h x {step.runtime_hours:g} h = "
+            f"${step.cost:.4f}, runs {step.start_hours:.2f}-{step.finish_hours:.2f} h"
+        )
+    for t in result.transfers:
+        lines.append(
+            f"  {t.source} -> {t.target}: {t.gb:g} GB over {t.kind}, ${t.cost:.4f}, {t.hours:.2f} h"
+        )
+    lines.append(
+        f"total ${result.total_cost:.4f} (compute ${result.compute_cost:.4f}, egress "
+        f"${result.egress_cost:.4f}), makespan {result.makespan_hours:.2f} h; {result.solver}, "
+        f"{result.status}, gap {result.gap:.2%}"
+    )
+    return lines

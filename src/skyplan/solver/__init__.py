@@ -3,6 +3,7 @@
 May import model, catalog, errors, polars (and ortools); never the DSL, backends or runtime.
 """
 
+from skyplan.solver.dag import EgressModel, PipelinePlan, plan_pipeline
 from skyplan.solver.filters import DEFAULT_FILTERS, FILTERS, Filter, Request
 from skyplan.solver.planner import evaluate, feasible_offers, offer_from_row, place, plan
 from skyplan.solver.spread import ReplicaPlan, place_replicas
@@ -10,7 +11,9 @@ from skyplan.solver.spread import ReplicaPlan, place_replicas
 __all__ = [
     "DEFAULT_FILTERS",
     "FILTERS",
+    "EgressModel",
     "Filter",
+    "PipelinePlan",
     "ReplicaPlan",
     "Request",
     "evaluate",
@@ -19,4 +22,5 @@ __all__ = [
     "place",
     "place_replicas",
     "plan",
+    "plan_pipeline",
 ]
