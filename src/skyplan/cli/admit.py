@@ -10,7 +10,7 @@ from rich.table import Table
 
 import skyplan
 from skyplan.cli import render
-from skyplan.cli.options import catalog_option, json_option
+from skyplan.cli.options import catalog_option, json_option, optional_policy
 
 
 @click.command("admit")
@@ -48,7 +48,7 @@ def admit(
     as many requests as the limits allow, higher priorities first, at the least total cost."""
     requests, usage = skyplan.load_batch(batch)
     catalog = skyplan.load_catalog(catalog_path)
-    policy = skyplan.load_policy(list(policies), catalog=catalog) if policies else None
+    policy = optional_policy(policies, catalog)
     result = skyplan.plan_batch(
         requests,
         catalog=catalog,
@@ -68,14 +68,12 @@ def admit(
         admitted.add_column(col)
     for a in result.admitted:
         o = a.offer
-        gpus = ", ".join(f"{k}:{v:g}" for k, v in (o.accelerators or {}).items()) or "-"
-        where = "/".join(p for p in (o.cloud, o.region, o.zone) if p)
         admitted.add_row(
             a.id,
             str(a.priority),
-            where,
+            render.where(o),
             o.instance_type,
-            gpus,
+            render.accs(o.accelerators),
             "yes" if o.spot else "no",
             str(o.num_nodes),
             f"{o.hourly_cost:.4f}",

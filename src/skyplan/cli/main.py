@@ -19,6 +19,7 @@ from skyplan.cli.options import (
     catalog_option,
     context_options,
     json_option,
+    optional_policy,
     parse_pairs,
     plan_under_policy,
 )
@@ -178,7 +179,7 @@ def _plan_pipeline(
     result = skyplan.plan_pipeline(
         work,
         catalog=catalog,
-        policy=skyplan.load_policy(list(policies), catalog=catalog) if policies else None,
+        policy=optional_policy(policies, catalog),
         context=skyplan.request_context(
             team=team, user=user, labels=parse_pairs(labels, "--label")
         ),

@@ -58,6 +58,11 @@ def parse_pairs(items: tuple[str, ...], flag: str) -> dict[str, str]:
     return out
 
 
+def optional_policy(paths: list[Path] | tuple[Path, ...], catalog: Any) -> Any:
+    """The effective policy of `paths`, or None when there are none."""
+    return skyplan.load_policy(list(paths), catalog=catalog) if paths else None
+
+
 def plan_under_policy(
     work: Any,
     catalog: Any,
@@ -70,7 +75,7 @@ def plan_under_policy(
     alternatives: int = 8,
 ) -> Any:
     """`skyplan.plan` with the policies and request context the command line gave."""
-    policy = skyplan.load_policy(policy_paths, catalog=catalog) if policy_paths else None
+    policy = optional_policy(policy_paths, catalog)
     return skyplan.plan(
         work,
         catalog=catalog,

@@ -26,13 +26,13 @@ def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
-def _accs(accs: dict[str, float] | None) -> str:
+def accs(accs: dict[str, float] | None) -> str:
     if not accs:
         return "-"
     return ", ".join(f"{k}:{v:g}" for k, v in accs.items())
 
 
-def _where(offer: skyplan.Offer) -> str:
+def where(offer: skyplan.Offer) -> str:
     return "/".join(p for p in (offer.cloud, offer.region, offer.zone) if p)
 
 
@@ -56,11 +56,11 @@ def plan_table(plan: skyplan.Plan) -> list[Table]:
         for marker, offer in [("✔", placement.choice)] + [("", a) for a in placement.alternatives]:
             table.add_row(
                 marker,
-                _where(offer),
+                where(offer),
                 offer.instance_type,
                 f"{offer.vcpus:g}",
                 f"{offer.memory_gib:g}",
-                _accs(offer.accelerators),
+                accs(offer.accelerators),
                 "yes" if offer.spot else "no",
                 str(offer.num_nodes),
                 f"{offer.hourly_cost:.4f}",
@@ -75,7 +75,7 @@ def placement_summary(plan: skyplan.Plan) -> list[str]:
     for p in plan.placements:
         who = f"{p.task}: " if p.task else ""
         lines.append(
-            f"{who}{_where(p.choice)} {p.choice.instance_type} ({_accs(p.choice.accelerators)}), "
+            f"{who}{where(p.choice)} {p.choice.instance_type} ({accs(p.choice.accelerators)}), "
             f"{'spot' if p.choice.spot else 'on-demand'}, {p.choice.num_nodes} node(s), "
             f"${p.choice.hourly_cost:.4f}/h"
         )
@@ -91,8 +91,8 @@ def pipeline_lines(result: skyplan.PipelinePlan) -> list[str]:
     for step in result.steps:
         o = step.offer
         lines.append(
-            f"{step.task or '#' + str(step.index + 1)}: {_where(o)} {o.instance_type} "
-            f"({_accs(o.accelerators)}), ${o.hourly_cost:.4f}/h x {step.runtime_hours:g} h = "
+            f"{step.task or '#' + str(step.index + 1)}: {where(o)} {o.instance_type} "
+            f"({accs(o.accelerators)}), ${o.hourly_cost:.4f}/h x {step.runtime_hours:g} h = "
             f"${step.cost:.4f}, runs {step.start_hours:.2f}-{step.finish_hours:.2f} h"
         )
     for t in result.transfers:

@@ -9,7 +9,13 @@ from rich.table import Table
 
 import skyplan
 from skyplan.cli import render
-from skyplan.cli.options import catalog_option, context_options, json_option, parse_pairs
+from skyplan.cli.options import (
+    catalog_option,
+    context_options,
+    json_option,
+    optional_policy,
+    parse_pairs,
+)
 
 
 @click.group(name="serve")
@@ -67,7 +73,7 @@ def serve_plan(
     if len(work.tasks) != 1:
         raise click.UsageError("serve plan takes a file with one task")
     catalog = skyplan.load_catalog(catalog_path)
-    policy = skyplan.load_policy(list(policies), catalog=catalog) if policies else None
+    policy = optional_policy(policies, catalog)
     context = skyplan.request_context(
         team=team, user=user, labels=parse_pairs(labels, "--label"), kind="service"
     )
@@ -95,13 +101,11 @@ def serve_plan(
     for col in ("#", "INFRA", "INSTANCE", "GPUS", "SPOT", "NODES", "$/h"):
         table.add_column(col)
     for n, o in enumerate(result.replicas, start=1):
-        gpus = ", ".join(f"{k}:{v:g}" for k, v in (o.accelerators or {}).items()) or "-"
-        where = "/".join(p for p in (o.cloud, o.region, o.zone) if p)
         table.add_row(
             str(n),
-            where,
+            render.where(o),
             o.instance_type,
-            gpus,
+            render.accs(o.accelerators),
             "yes" if o.spot else "no",
             str(o.num_nodes),
             f"{o.hourly_cost:.4f}",
