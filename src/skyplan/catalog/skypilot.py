@@ -101,7 +101,7 @@ def _finish(frame: pl.DataFrame, path: Path) -> pl.DataFrame:
     return c.conform(frame.select(c.NAMES), origin=str(path))
 
 
-def _gcp(raw: pl.DataFrame, path: Path) -> pl.DataFrame:
+def _gcp(raw: pl.DataFrame) -> pl.DataFrame:
     frame = _common(raw, "gcp")
     hosts = frame.filter(pl.col(c.INSTANCE_TYPE).is_not_null() & (pl.col(c.INSTANCE_TYPE) != ""))
     gpus = frame.filter(pl.col(c.INSTANCE_TYPE).is_null() | (pl.col(c.INSTANCE_TYPE) == "")).select(
@@ -178,7 +178,7 @@ def load(root: Path) -> pl.DataFrame:
                 f"{vms}: not a SkyPilot v8 vms.csv; missing column(s) {', '.join(sorted(missing))}"
             )
         try:
-            frame = _gcp(raw, vms) if cloud == "gcp" else _common(raw, cloud)
+            frame = _gcp(raw) if cloud == "gcp" else _common(raw, cloud)
             frames.append(_finish(frame, vms))
         except pl.exceptions.PolarsError as exc:
             first = str(exc).strip().splitlines()[0]

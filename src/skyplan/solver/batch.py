@@ -355,7 +355,7 @@ def _solve(
         return s
 
     if require_all:
-        return _solve_all(batch, comp, model, x, switches, solver, started)
+        return _solve_all(batch, model, x, switches, solver, started)
     for (r, o), var in x.items():
         model.add_hint(var, 1 if hint.get(r) == o else 0)
     levels = sorted({batch.requests[r].priority for r in comp.requests}, reverse=True)
@@ -406,7 +406,6 @@ def _solve(
 
 def _solve_all(
     batch: _Batch,
-    comp: Component,
     model: Any,
     x: dict[tuple[int, int], Any],
     switches: dict[tuple[str, ...], Any],

@@ -280,7 +280,6 @@ def _verdicts(
     steps: Sequence[FilterStep],
     winner_row: dict[str, object],
     ctx: RequestContext,
-    feasible: int,
 ) -> list[Verdict]:
     removed: dict[str, int] = {}
     for step in steps:
@@ -395,9 +394,8 @@ def place(
             notes.append("a service is planned per replica: the cost is for one replica")
         extra: dict[str, object] = {}
         if stage is not None and policy is not None:
-            verdicts = _verdicts(
-                policy, stage, winning.steps, winner_row, ctx, winning.offers.height
-            )
+            all_steps = [step for e in evaluations for step in e.steps]
+            verdicts = _verdicts(policy, stage, all_steps, winner_row, ctx)
             preferred = tuple(
                 v.name for v in verdicts if v.kind == "prefer" and v.note == "applies to the choice"
             )
