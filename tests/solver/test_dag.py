@@ -29,7 +29,7 @@ import skyplan
 from skyplan.catalog import schema
 from skyplan.errors import InputError, NoFeasiblePlacement
 from skyplan.model import policy as m
-from skyplan.solver import dag
+from skyplan.solver import dag_search
 from skyplan.solver.dag import (
     EgressModel,
     PipelinePlan,
@@ -679,7 +679,7 @@ def assert_optimal(plan: PipelinePlan, inst: Instance, objective: str) -> None:
 @given(inst=instances())
 def test_cp_sat_does_not_depend_on_its_hint(objective: Any, inst: Instance) -> None:
     """CP-SAT starts from a heuristic plan; the first offer of every task must do as well."""
-    with mock.patch.object(dag, "_hint", lambda problem: [0] * len(problem.options)):
+    with mock.patch.object(dag_search, "_hint", lambda problem: [0] * len(problem.options)):
         plan = plan_pipeline(
             inst.dag(),
             inst.catalog(),

@@ -3,7 +3,8 @@
 May import model, catalog, errors, polars (and ortools); never the DSL, backends or runtime.
 """
 
-from skyplan.solver.dag import EgressModel, PipelinePlan, plan_pipeline
+from skyplan.solver.dag import PipelinePlan, plan_pipeline
+from skyplan.solver.egress import EgressModel
 from skyplan.solver.filters import DEFAULT_FILTERS, FILTERS, Filter, Request
 from skyplan.solver.planner import evaluate, feasible_offers, offer_from_row, place, plan
 from skyplan.solver.spread import ReplicaPlan, place_replicas

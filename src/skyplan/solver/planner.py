@@ -253,13 +253,25 @@ def _rank(
     )
 
 
-def context_of(task: Task) -> RequestContext:
-    """The request context a task gives on its own (no team or user)."""
-    return RequestContext(
+def context_of(task: Task, context: RequestContext | None = None) -> RequestContext:
+    """The request context of one task: the caller's `context` (who asks), with the task's own
+    name, node count, labels (the caller's win on a clash) and kind (a service block makes it a
+    service unless the caller said otherwise)."""
+    own = RequestContext(
         name=task.name,
         kind="service" if task.is_service else "task",
         labels=dict(task.resources.labels or {}),
         num_nodes=task.num_nodes,
+    )
+    if context is None:
+        return own
+    return context.model_copy(
+        update={
+            "name": task.name,
+            "kind": context.kind if context.kind != "task" else own.kind,
+            "labels": {**own.labels, **context.labels},
+            "num_nodes": task.num_nodes,
+        }
     )
 
 
@@ -533,19 +545,7 @@ def plan(
     tasks = (work,) if isinstance(work, Task) else work.tasks
     placements = []
     for t in tasks:
-        own = context_of(t)
-        ctx = (
-            own
-            if context is None
-            else context.model_copy(
-                update={
-                    "name": t.name,
-                    "kind": context.kind if context.kind != "task" else own.kind,
-                    "labels": {**own.labels, **context.labels},
-                    "num_nodes": t.num_nodes,
-                }
-            )
-        )
+        ctx = context_of(t, context)
         placements.append(
             place(
                 t,
