@@ -63,8 +63,8 @@ EXPORTED = {
     "task_schema",
     "with_overrides",
 }
-#: Imported lazily, by the layers that need them, never by `import skyplan`.
-HEAVY = ("ortools", "lark", "kubernetes", "libcloud", "paramiko")
+#: Loaded on first use of the API (or by the layers that need them), never by `import skyplan`.
+HEAVY = ("ortools", "lark", "kubernetes", "libcloud", "paramiko", "polars", "pydantic")
 
 
 def test_exported_names_are_exactly_these() -> None:
@@ -113,3 +113,22 @@ def test_import_skyplan_loads_no_heavy_dependency() -> None:
     )
     assert child.returncode == 0, child.stderr
     assert json.loads(child.stdout) == []
+
+
+def test_the_first_use_of_a_name_loads_the_api() -> None:
+    code = (
+        "import sys\n"
+        "import skyplan\n"
+        "assert 'skyplan.api' not in sys.modules\n"
+        "from skyplan import plan, Task\n"
+        "assert 'skyplan.api' in sys.modules and Task.__module__ == 'skyplan.model.task'\n"
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert child.returncode == 0, child.stderr
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'plan_everything'"):
+        _ = skyplan.plan_everything  # type: ignore[attr-defined]

@@ -5,41 +5,16 @@ The public API, flat: load a task and a catalog, plan, read the plan.
     >>> import skyplan
     >>> task = skyplan.load_task("examples/train.yaml")
     >>> plan = skyplan.plan(task, catalog=skyplan.load_catalog())
+
+`import skyplan` loads only the error types; the rest of the API (and Polars, pydantic models,
+the solver) loads on first use of a name, so embedding skyplan costs nothing until it plans.
 """
 
-from skyplan.api import (
-    BatchPlan,
-    BatchRequest,
-    Catalog,
-    EgressModel,
-    PipelinePlan,
-    Policy,
-    PolicyDiff,
-    ReplicaPlan,
-    RequestContext,
-    TestReport,
-    accelerator_offers,
-    accelerator_summary,
-    catalog_summary,
-    check_policy,
-    default_catalog_path,
-    diff_policy,
-    format_policy,
-    load_batch,
-    load_catalog,
-    load_policy,
-    load_task,
-    parse_task,
-    place_replicas,
-    plan,
-    plan_batch,
-    plan_pipeline,
-    refresh_catalog,
-    request_context,
-    run_policy_tests,
-    task_schema,
-    with_overrides,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from skyplan.errors import (
     CatalogError,
     Diagnostic,
@@ -51,9 +26,106 @@ from skyplan.errors import (
     SkyplanError,
     TaskError,
 )
-from skyplan.model import Dag, Offer, Placement, Plan, Resources, ServiceSpec, Task, Verdict
+
+if TYPE_CHECKING:
+    from skyplan import dsl as dsl
+    from skyplan.api import (
+        BatchPlan,
+        BatchRequest,
+        Catalog,
+        EgressModel,
+        PipelinePlan,
+        Policy,
+        PolicyDiff,
+        ReplicaPlan,
+        RequestContext,
+        TestReport,
+        accelerator_offers,
+        accelerator_summary,
+        catalog_summary,
+        check_policy,
+        default_catalog_path,
+        diff_policy,
+        format_policy,
+        load_batch,
+        load_catalog,
+        load_policy,
+        load_task,
+        parse_task,
+        place_replicas,
+        plan,
+        plan_batch,
+        plan_pipeline,
+        refresh_catalog,
+        request_context,
+        run_policy_tests,
+        task_schema,
+        with_overrides,
+    )
+    from skyplan.model import Dag, Offer, Placement, Plan, Resources, ServiceSpec, Task, Verdict
 
 __version__ = "0.1.0"
+
+#: Where each lazily loaded public name lives.
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(
+        (
+            "BatchPlan",
+            "BatchRequest",
+            "Catalog",
+            "EgressModel",
+            "PipelinePlan",
+            "Policy",
+            "PolicyDiff",
+            "ReplicaPlan",
+            "RequestContext",
+            "TestReport",
+            "accelerator_offers",
+            "accelerator_summary",
+            "catalog_summary",
+            "check_policy",
+            "default_catalog_path",
+            "diff_policy",
+            "format_policy",
+            "load_batch",
+            "load_catalog",
+            "load_policy",
+            "load_task",
+            "parse_task",
+            "place_replicas",
+            "plan",
+            "plan_batch",
+            "plan_pipeline",
+            "refresh_catalog",
+            "request_context",
+            "run_policy_tests",
+            "task_schema",
+            "with_overrides",
+        ),
+        "skyplan.api",
+    ),
+    **dict.fromkeys(
+        ("Dag", "Offer", "Placement", "Plan", "Resources", "ServiceSpec", "Task", "Verdict"),
+        "skyplan.model",
+    ),
+}
+
+
+def __getattr__(name: str) -> object:
+    """Load a public name (or `skyplan.dsl`, the policy language) on first use."""
+    if name == "dsl":
+        return importlib.import_module("skyplan.dsl")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'skyplan' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY, "dsl"})
+
 
 __all__ = [
     "BatchPlan",
@@ -106,12 +178,3 @@ __all__ = [
     "task_schema",
     "with_overrides",
 ]
-
-
-def __getattr__(name: str) -> object:
-    """`skyplan.dsl` (the policy language, with Lark) loads on first use."""
-    if name == "dsl":
-        import importlib
-
-        return importlib.import_module("skyplan.dsl")
-    raise AttributeError(f"module 'skyplan' has no attribute {name!r}")
