@@ -296,7 +296,6 @@ class _Outcome:
     optimal: bool
     value: float
     bound: float
-    seconds_to_1pct: float
 
 
 def _pool_name(key: tuple[str, ...]) -> str:
@@ -312,7 +311,6 @@ def _solve(
 ) -> _Outcome:
     from ortools.sat.python import cp_model
 
-    started = time.perf_counter()
     model = cp_model.CpModel()
     x: dict[tuple[int, int], Any] = {}
     for r in comp.requests:
@@ -355,7 +353,7 @@ def _solve(
         return s
 
     if require_all:
-        return _solve_all(batch, model, x, switches, solver, started)
+        return _solve_all(batch, model, x, switches, solver)
     for (r, o), var in x.items():
         model.add_hint(var, 1 if hint.get(r) == o else 0)
     levels = sorted({batch.requests[r].priority for r in comp.requests}, reverse=True)
@@ -383,25 +381,14 @@ def _solve(
         for (r, o), var in x.items():
             model.add_hint(var, 1 if current.get(r) == o else 0)
     model.minimize(sum(batch.cands[r][o].score * var for (r, o), var in x.items()))
-    trace: list[tuple[float, float]] = []
-
-    class _Trace(cp_model.CpSolverSolutionCallback):
-        def on_solution_callback(self) -> None:
-            trace.append((time.perf_counter() - started, self.objective_value))
-
     s = solver(per_stage)
-    status = s.solve(model, _Trace())
+    status = s.solve(model)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         value = float(sum(batch.cands[r][o].score for r, o in current.items()))
-        return _Outcome(current, False, value, 0.0, time.perf_counter() - started)
+        return _Outcome(current, False, value, 0.0)
     optimal &= status == cp_model.OPTIMAL
     chosen = {r: o for (r, o), var in x.items() if s.value(var)}
-    value, bound = s.objective_value, s.best_objective_bound
-    within = next(
-        (t for t, v in trace if v - bound <= 0.01 * max(abs(bound), 1.0)),
-        time.perf_counter() - started,
-    )
-    return _Outcome(chosen, optimal, value, bound, within)
+    return _Outcome(chosen, optimal, s.objective_value, s.best_objective_bound)
 
 
 def _solve_all(
@@ -410,7 +397,6 @@ def _solve_all(
     x: dict[tuple[int, int], Any],
     switches: dict[tuple[str, ...], Any],
     solver: Any,
-    started: float,
 ) -> _Outcome:
     """Every request admitted, at the least cost; or the smallest set of limits that conflict
     (assumptions, shrunk one by one: feasibility-only solves)."""
@@ -448,7 +434,7 @@ def _solve_all(
         raise NoFeasiblePlacement("batch", "the solver found no plan admitting everyone in time")
     chosen = {r: o for (r, o), var in x.items() if s.value(var)}
     value, bound = s.objective_value, s.best_objective_bound
-    return _Outcome(chosen, status == cp_model.OPTIMAL, value, bound, time.perf_counter() - started)
+    return _Outcome(chosen, status == cp_model.OPTIMAL, value, bound)
 
 
 def plan_batch(
