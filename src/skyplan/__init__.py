@@ -33,13 +33,8 @@ if TYPE_CHECKING:
         BatchPlan,
         BatchRequest,
         Catalog,
-        EgressModel,
-        PipelinePlan,
         Policy,
-        PolicyDiff,
-        ReplicaPlan,
         RequestContext,
-        TestReport,
         accelerator_offers,
         accelerator_summary,
         catalog_summary,
@@ -63,23 +58,27 @@ if TYPE_CHECKING:
         with_overrides,
     )
     from skyplan.model import Dag, Offer, Placement, Plan, Resources, ServiceSpec, Task, Verdict
+    from skyplan.review import PolicyDiff, TestReport
+    from skyplan.solver.dag import PipelinePlan
+    from skyplan.solver.egress import EgressModel
+    from skyplan.solver.spread import ReplicaPlan
 
 __version__ = "0.1.0"
 
 #: Where each lazily loaded public name lives.
 _LAZY: dict[str, str] = {
+    "EgressModel": "skyplan.solver.egress",
+    "PipelinePlan": "skyplan.solver.dag",
+    "PolicyDiff": "skyplan.review",
+    "ReplicaPlan": "skyplan.solver.spread",
+    "TestReport": "skyplan.review",
     **dict.fromkeys(
         (
             "BatchPlan",
             "BatchRequest",
             "Catalog",
-            "EgressModel",
-            "PipelinePlan",
             "Policy",
-            "PolicyDiff",
-            "ReplicaPlan",
             "RequestContext",
-            "TestReport",
             "accelerator_offers",
             "accelerator_summary",
             "catalog_summary",

@@ -20,14 +20,15 @@ from skyplan.model import Dag, Plan, Policy, RequestContext, Resources, Task
 from skyplan.model.batch import BatchPlan, BatchRequest
 from skyplan.model.policy import PolicyTest
 from skyplan.model.taskfile import parse_task_text
-from skyplan.review import PolicyDiff, TestReport, diff_policies, run_tests
-from skyplan.solver import EgressModel, PipelinePlan, ReplicaPlan
 from skyplan.solver import plan as _plan
-from skyplan.solver import plan_pipeline as _plan_pipeline
 from skyplan.source import Span
 
-if TYPE_CHECKING:  # the DSL (and Lark) load on first use, keeping `import skyplan` fast
+if TYPE_CHECKING:  # loaded on first use: the DSL (and Lark), policy review, the optimizers
     from skyplan.dsl import Loaded, Vocabulary
+    from skyplan.review import PolicyDiff, TestReport
+    from skyplan.solver.dag import PipelinePlan
+    from skyplan.solver.egress import EgressModel
+    from skyplan.solver.spread import ReplicaPlan
 
 
 def load_task(path: str | os.PathLike[str]) -> Dag:
@@ -203,6 +204,8 @@ def run_policy_tests(
     """Run the test blocks of each policy file (with what it imports) and report coverage.
     A test's `given { catalog: "x.csv" }` is read relative to its file; otherwise `catalog`,
     or the default catalog, is used. Raises `PolicyError` when a file does not check."""
+    from skyplan.review import run_tests
+
     reports = []
     for path in paths:
         name = os.fspath(path)
@@ -226,6 +229,8 @@ def diff_policy(
 ) -> PolicyDiff:
     """Which offers a policy change newly allows or denies, per request context, and whether it
     loosens a hard rule. Raises `PolicyError` when either side does not check."""
+    from skyplan.review import diff_policies
+
     return diff_policies(
         load_policy(old, catalog=catalog), load_policy(new, catalog=catalog), catalog
     )
@@ -427,6 +432,8 @@ def plan_pipeline(
         raise TaskError(
             [Diagnostic(Span("<flags>"), f"objective is cost or time, not {objective!r}")]
         )
+    from skyplan.solver.dag import plan_pipeline as _plan_pipeline
+
     return _plan_pipeline(
         work,
         catalog,
@@ -442,13 +449,8 @@ __all__ = [
     "BatchPlan",
     "BatchRequest",
     "Catalog",
-    "EgressModel",
-    "PipelinePlan",
     "Policy",
-    "PolicyDiff",
-    "ReplicaPlan",
     "RequestContext",
-    "TestReport",
     "accelerator_offers",
     "accelerator_summary",
     "catalog_summary",
