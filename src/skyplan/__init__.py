@@ -16,15 +16,26 @@ import importlib
 from typing import TYPE_CHECKING
 
 from skyplan.errors import (
+    AuthError,
+    BackendError,
+    CapacityError,
     CatalogError,
+    ClusterNotFound,
+    ClusterStateError,
     Diagnostic,
     InputError,
+    InvalidRequestError,
+    LaunchFailed,
     NoFeasiblePlacement,
     PlacementError,
     PolicyError,
+    QuotaError,
     Rejection,
+    Scope,
     SkyplanError,
+    StateError,
     TaskError,
+    TransientError,
 )
 
 if TYPE_CHECKING:
@@ -57,7 +68,9 @@ if TYPE_CHECKING:
         task_schema,
         with_overrides,
     )
+    from skyplan.execution import LaunchResult, Session
     from skyplan.model import Dag, Offer, Placement, Plan, Resources, ServiceSpec, Task, Verdict
+    from skyplan.model.state import ClusterStatus, JobRecord, JobStatus
     from skyplan.review import PolicyDiff, TestReport
     from skyplan.solver.dag import PipelinePlan
     from skyplan.solver.egress import EgressModel
@@ -107,6 +120,8 @@ _LAZY: dict[str, str] = {
         ("Dag", "Offer", "Placement", "Plan", "Resources", "ServiceSpec", "Task", "Verdict"),
         "skyplan.model",
     ),
+    **dict.fromkeys(("LaunchResult", "Session"), "skyplan.execution"),
+    **dict.fromkeys(("ClusterStatus", "JobRecord", "JobStatus"), "skyplan.model.state"),
 }
 
 
@@ -127,14 +142,25 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "AuthError",
+    "BackendError",
     "BatchPlan",
     "BatchRequest",
+    "CapacityError",
     "Catalog",
     "CatalogError",
+    "ClusterNotFound",
+    "ClusterStateError",
+    "ClusterStatus",
     "Dag",
     "Diagnostic",
     "EgressModel",
     "InputError",
+    "InvalidRequestError",
+    "JobRecord",
+    "JobStatus",
+    "LaunchFailed",
+    "LaunchResult",
     "NoFeasiblePlacement",
     "Offer",
     "PipelinePlan",
@@ -144,15 +170,20 @@ __all__ = [
     "Policy",
     "PolicyDiff",
     "PolicyError",
+    "QuotaError",
     "Rejection",
     "ReplicaPlan",
     "RequestContext",
     "Resources",
+    "Scope",
     "ServiceSpec",
+    "Session",
     "SkyplanError",
+    "StateError",
     "Task",
     "TaskError",
     "TestReport",
+    "TransientError",
     "Verdict",
     "__version__",
     "accelerator_offers",

@@ -5,8 +5,21 @@
     │   ├── TaskError                 a task YAML is invalid; carries located `Diagnostic`s
     │   ├── PolicyError               policy files do not parse or check; located, coded diagnostics
     │   └── CatalogError              a catalog cannot be read or does not fit the schema
-    └── PlacementError                the input is valid but cannot be satisfied (exit 1)
-        └── NoFeasiblePlacement       no offer meets a task's request; carries the reasons
+    │   └── ClusterNotFound           a command names a cluster the store does not hold
+    ├── PlacementError                the input is valid but cannot be satisfied (exit 1)
+    │   ├── NoFeasiblePlacement       no offer meets a task's request; carries the reasons
+    │   └── LaunchFailed              failover tried every place it could; carries the attempts
+    ├── BackendError                  a backend could not do what was asked (exit 1); `scope`
+    │   ├── RetryableBackendError     failover may go on
+    │   │   ├── CapacityError         no capacity in a zone (or a region without zones)
+    │   │   ├── QuotaError            a region's quota is used up
+    │   │   └── TransientError        throttling, a dropped connection: the same place may work
+    │   └── PermanentBackendError     retrying cannot help
+    │       ├── AuthError             credentials or permissions: the whole backend is out
+    │       └── InvalidRequestError   the backend rejects the request itself: never retried
+    ├── ClusterStateError             the cluster is not in a state that allows the operation
+    └── StateError                    the state store cannot be opened, migrated or locked
+        └── LockTimeout               another process held a lock for too long
 
 Errors render themselves (`str(err)`): file:line:col, the message, the offending line with a
 caret, and a did-you-mean where one exists. Later layers (policy, backends) add their branches
@@ -133,6 +146,22 @@ class CatalogError(InputError):
     """A catalog could not be read, or its rows do not fit the catalog schema."""
 
 
+class ClusterNotFound(InputError):
+    """A command names a cluster that the state store does not hold."""
+
+    def __init__(self, name: str, known: Iterable[str] = ()) -> None:
+        self.name = name
+        guess = did_you_mean(name, known)
+        hint = f"; did you mean {guess!r}?" if guess else ""
+        super().__init__(f"no cluster named {name!r}{hint} (see `skyplan status`)")
+
+
+class ClusterStateError(SkyplanError):
+    """The cluster exists but its state does not allow the operation (exec on a stopped one)."""
+
+    exit_code = 1
+
+
 class PlacementError(SkyplanError):
     """The request is valid but cannot be satisfied."""
 
@@ -168,3 +197,92 @@ class NoFeasiblePlacement(PlacementError):
                 line += f"; {r.would_fit}"
             lines.append(line)
         return "\n".join(lines)
+
+
+class StateError(SkyplanError):
+    """The state store cannot be opened, migrated or locked (exit 1)."""
+
+    exit_code = 1
+
+
+class LockTimeout(StateError):
+    """Another process held a state-store lock longer than the caller would wait."""
+
+
+class LaunchFailed(PlacementError):
+    """Failover ran out of places to try. `attempts` lists every try, in order."""
+
+    def __init__(self, cluster: str, summary: str, attempts: Sequence[object] = ()) -> None:
+        self.cluster = cluster
+        self.summary = summary
+        self.attempts = tuple(attempts)
+        lines = [f"could not launch cluster {cluster!r}: {summary}"]
+        lines += [f"  - {a}" for a in self.attempts]
+        super().__init__("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Where a backend error holds: a whole backend (`cloud` only), a region, or a zone.
+
+    Failover blocklists the scope of a capacity, quota or auth error and re-plans outside it."""
+
+    cloud: str
+    region: str | None = None
+    zone: str | None = None
+
+    def __str__(self) -> str:
+        return "/".join(p for p in (self.cloud, self.region, self.zone) if p is not None)
+
+    def covers(self, cloud: str, region: str | None, zone: str | None) -> bool:
+        """True when a node in (cloud, region, zone) falls inside this scope."""
+        if cloud != self.cloud:
+            return False
+        if self.region is not None and region != self.region:
+            return False
+        return self.zone is None or zone == self.zone
+
+
+class BackendError(SkyplanError):
+    """A backend could not do what was asked. `scope` says where the failure holds."""
+
+    exit_code = 1
+    retryable = False
+
+    def __init__(self, message: str, scope: Scope | None = None, code: str | None = None) -> None:
+        self.message = message
+        self.scope = scope
+        self.code = code
+        where = f"{scope}: " if scope is not None else ""
+        tag = f" [{code}]" if code else ""
+        super().__init__(f"{where}{message}{tag}")
+
+
+class RetryableBackendError(BackendError):
+    """Failover may go on: elsewhere (capacity, quota) or here after a pause (transient)."""
+
+    retryable = True
+
+
+class CapacityError(RetryableBackendError):
+    """No capacity for the request in a zone (or in a region that has no zones)."""
+
+
+class QuotaError(RetryableBackendError):
+    """A quota of the region is used up; other regions may have room."""
+
+
+class TransientError(RetryableBackendError):
+    """Throttling, a timeout or a dropped connection: the same place may work after a pause."""
+
+
+class PermanentBackendError(BackendError):
+    """Retrying cannot help."""
+
+
+class AuthError(PermanentBackendError):
+    """Credentials are missing or refused, or a permission is lacking: the backend is out."""
+
+
+class InvalidRequestError(PermanentBackendError):
+    """The backend rejects the request itself (bad image, unknown instance type)."""

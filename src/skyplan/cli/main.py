@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 import skyplan
-from skyplan.cli import render, show_gpus
+from skyplan.cli import clusters, render, show_gpus
 from skyplan.cli.admit import admit
 from skyplan.cli.options import (
     catalog_option,
@@ -22,6 +22,8 @@ from skyplan.cli.options import (
     optional_policy,
     parse_pairs,
     plan_under_policy,
+    resource_flags,
+    resource_options,
 )
 from skyplan.cli.policy import policy_group
 from skyplan.cli.serve import serve_group
@@ -61,13 +63,7 @@ def cli() -> None:
 @click.argument("task_file", type=click.Path(path_type=Path))
 @catalog_option
 @json_option
-@click.option("--infra", help="Pin the infra, e.g. aws, aws/us-east-1, gcp/*/us-central1-a.")
-@click.option("--gpus", help="Accelerators, e.g. A100:8 (replaces the task's).")
-@click.option("--cpus", help="vCPUs per node, e.g. 8 or 8+.")
-@click.option("--memory", help="Memory per node in GiB, e.g. 32 or 32+.")
-@click.option("--instance-type", "-t", help="Instance type.")
-@click.option("--num-nodes", type=click.IntRange(min=1), help="Number of nodes.")
-@click.option("--use-spot/--no-use-spot", default=None, help="Use spot instances.")
+@resource_options
 @click.option(
     "--alternatives",
     type=click.IntRange(min=0),
@@ -125,16 +121,16 @@ def plan(
 ) -> None:
     """Plan TASK_FILE: the cheapest feasible placement and the runner-ups."""
     work = skyplan.load_task(task_file)
-    flags = {
-        "infra": infra,
-        "accelerators": gpus,
-        "cpus": cpus,
-        "memory": memory,
-        "instance_type": instance_type,
-        "use_spot": use_spot,
-        "num_nodes": num_nodes,
-    }
-    work = skyplan.with_overrides(work, {k: v for k, v in flags.items() if v is not None})
+    flags = resource_flags(
+        infra=infra,
+        gpus=gpus,
+        cpus=cpus,
+        memory=memory,
+        instance_type=instance_type,
+        num_nodes=num_nodes,
+        use_spot=use_spot,
+    )
+    work = skyplan.with_overrides(work, flags)
     catalog = skyplan.load_catalog(catalog_path)
     if pipeline:
         _plan_pipeline(work, catalog, policies, objective, runtimes, team, user, labels, as_json)
@@ -149,14 +145,7 @@ def plan(
         overrides=overrides,
         alternatives=alternatives,
     )
-    if as_json:
-        render.emit_json(result.to_json())
-        return
-    out = render.console()
-    for table in render.plan_table(result):
-        out.print(table)
-    for line in render.placement_summary(result):
-        out.print(line)
+    render.show_plan(result, as_json)
 
 
 def _plan_pipeline(
@@ -195,6 +184,8 @@ def _plan_pipeline(
 
 
 cli.add_command(show_gpus.show_gpus)
+for _command in clusters.COMMANDS:
+    cli.add_command(_command)
 cli.add_command(policy_group)
 cli.add_command(admit)
 cli.add_command(serve_group)

@@ -47,6 +47,48 @@ def context_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+def resource_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """SkyPilot's resource flags; each replaces the task's field (see `resource_flags`)."""
+    for option in reversed(
+        (
+            click.option(
+                "--infra", help="Pin the infra, e.g. aws, aws/us-east-1, ssh/mypool, local."
+            ),
+            click.option("--gpus", help="Accelerators, e.g. A100:8 (replaces the task's)."),
+            click.option("--cpus", help="vCPUs per node, e.g. 8 or 8+."),
+            click.option("--memory", help="Memory per node in GiB, e.g. 32 or 32+."),
+            click.option("--instance-type", "-t", help="Instance type."),
+            click.option("--num-nodes", type=click.IntRange(min=1), help="Number of nodes."),
+            click.option("--use-spot/--no-use-spot", default=None, help="Use spot instances."),
+        )
+    ):
+        command = option(command)
+    return command
+
+
+def resource_flags(
+    *,
+    infra: str | None,
+    gpus: str | None,
+    cpus: str | None,
+    memory: str | None,
+    instance_type: str | None,
+    num_nodes: int | None,
+    use_spot: bool | None,
+) -> dict[str, Any]:
+    """The `resource_options` the user gave, as `skyplan.with_overrides` takes them."""
+    flags = {
+        "infra": infra,
+        "accelerators": gpus,
+        "cpus": cpus,
+        "memory": memory,
+        "instance_type": instance_type,
+        "use_spot": use_spot,
+        "num_nodes": num_nodes,
+    }
+    return {k: v for k, v in flags.items() if v is not None}
+
+
 def parse_pairs(items: tuple[str, ...], flag: str) -> dict[str, str]:
     """`KEY=VALUE` items as a mapping; a usage error names the flag."""
     out: dict[str, str] = {}

@@ -105,3 +105,15 @@ def pipeline_lines(result: skyplan.PipelinePlan) -> list[str]:
         f"{result.status}, gap {result.gap:.2%}"
     )
     return lines
+
+
+def show_plan(planned: skyplan.Plan, as_json: bool) -> None:
+    """Print a plan: its JSON, or its tables and summary lines."""
+    if as_json:
+        emit_json(planned.to_json())
+        return
+    out = console()
+    for table in plan_table(planned):
+        out.print(table)
+    for line in placement_summary(planned):
+        out.print(line)

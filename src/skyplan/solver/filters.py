@@ -29,6 +29,13 @@ CPU_DEFAULT_FAMILIES: dict[str, str] = {
 #: The CPU-only default when a task sets neither cpus nor memory: 8+ vCPUs, 4 GiB per vCPU.
 DEFAULT_CPUS = CpuSpec(count=8, at_least=True)
 DEFAULT_MEMORY_RATIO = MemorySpec(gib=4, mode="per_cpu")
+#: Machines that exist already (this machine, SSH pools, Kubernetes nodes) come as they are:
+#: the cloud instance-size defaults above do not apply to them.
+POOL_CLOUDS = ("local", "ssh", "kubernetes")
+
+
+def _sized_by_default(expr: pl.Expr) -> pl.Expr:
+    return pl.col(c.CLOUD).is_in(POOL_CLOUDS) | expr
 
 
 @dataclass(frozen=True)
@@ -131,7 +138,7 @@ class CpuFilter:
         if spec is not None:
             return _cpu_expr(spec)
         if req.option.memory is None and req.cpu_only:
-            return _cpu_expr(DEFAULT_CPUS)
+            return _sized_by_default(_cpu_expr(DEFAULT_CPUS))
         acc = req.option.accelerator
         if (
             acc is not None
@@ -159,7 +166,7 @@ class MemoryFilter:
         if spec is not None:
             return _memory_expr(spec)
         if req.cpu_only:
-            return _memory_expr(DEFAULT_MEMORY_RATIO)
+            return _sized_by_default(_memory_expr(DEFAULT_MEMORY_RATIO))
         acc = req.option.accelerator
         if (
             acc is not None

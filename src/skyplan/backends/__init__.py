@@ -1,0 +1,48 @@
+"""Backends: the `Backend` protocol (`base`) and its adapters, registered by cloud name.
+
+Adapters import their SDKs (paramiko, kubernetes, libcloud) only when built, so listing or
+looking up a backend costs nothing.
+"""
+
+from __future__ import annotations
+
+from skyplan.backends.base import (
+    Backend,
+    BackendFactory,
+    BackendSettings,
+    CommandRunner,
+    RunResult,
+)
+from skyplan.registry import Registry
+
+
+def _local(settings: BackendSettings) -> Backend:
+    from skyplan.backends.local import LocalBackend
+
+    return LocalBackend(settings.home)
+
+
+def _ssh(settings: BackendSettings) -> Backend:
+    from skyplan.backends.ssh import SshBackend
+
+    return SshBackend(settings.home, trust_new_hosts=settings.trust_new_host_keys)
+
+
+#: Cloud name → factory. Embedders may register their own.
+BACKENDS: Registry[BackendFactory] = Registry("backend")
+BACKENDS.register("local", _local)
+BACKENDS.register("ssh", _ssh)
+
+#: Backends whose nodes are this machine: they join a launch's candidates only when the task
+#: names them (`infra: local`), so a free local node never wins over the user's clouds by default.
+EXPLICIT_ONLY = frozenset({"local"})
+
+__all__ = [
+    "BACKENDS",
+    "EXPLICIT_ONLY",
+    "Backend",
+    "BackendFactory",
+    "BackendSettings",
+    "CommandRunner",
+    "RunResult",
+]

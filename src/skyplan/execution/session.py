@@ -1,0 +1,388 @@
+"""`Session`: the execution API — launch, exec, status, queue, logs, cancel, stop, start, down,
+autostop, check — wiring the runtime to the state store, the backends and the planner.
+
+A session is cheap; embedders may hold one per request or one for the process. Everything it
+knows lives in the store (`SKYPLAN_DB_URL`, or SQLite under `SKYPLAN_HOME`), so any number of
+sessions in any number of processes see one truth.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets as _secrets
+import shlex
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from skyplan.backends import BACKENDS, EXPLICIT_ONLY, Backend, BackendSettings
+from skyplan.errors import (
+    ClusterStateError,
+    InputError,
+    LaunchFailed,
+    NoFeasiblePlacement,
+    Scope,
+)
+from skyplan.model import Dag, Offer, Plan, Policy, RequestContext, Task
+from skyplan.model.node import BackendCheck, Node, PoolOffer
+from skyplan.model.state import Event, JobRecord, JobStatus
+from skyplan.runtime import ClusterView, JobQueue, Launcher, LaunchSpec, Lifecycle, demand_of
+from skyplan.runtime.agent import agent_lock
+from skyplan.runtime.launch import Say
+from skyplan.state import Store, default_url
+
+if TYPE_CHECKING:  # planning (Polars, the solver) loads only when a launch needs it
+    from skyplan.catalog import Catalog
+
+
+def default_home(environ: Mapping[str, str] = os.environ) -> Path:
+    return Path(environ.get("SKYPLAN_HOME") or Path.home() / ".skyplan").expanduser()
+
+
+def _quiet(_message: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class LaunchResult:
+    """What `launch` did: the cluster it brought up and the job it queued (if the task runs
+    something)."""
+
+    cluster: str
+    job: JobRecord | None
+    reused: bool = False
+
+
+def _strings(values: Mapping[str, object], what: str) -> dict[str, str]:
+    missing = [k for k, v in values.items() if v is None]
+    if missing:
+        raise InputError(
+            f"{what} {', '.join(missing)} need a value: set it in the task or pass "
+            f"--{'secret' if what == 'secrets' else 'env'} {missing[0]}=VALUE"
+        )
+    return {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in values.items()}
+
+
+class Session:
+    """One view of skyplan's clusters and jobs; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        home: Path | None = None,
+        db_url: str | None = None,
+        catalog: Catalog | None = None,
+        trust_new_host_keys: bool = False,
+        say: Say = _quiet,
+        sink: Say = _quiet,
+    ) -> None:
+        self.home = home or default_home()
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.db_url = db_url or default_url(self.home)
+        self.store = Store.open(self.db_url)
+        self._catalog = catalog
+        self.settings = BackendSettings(self.home, trust_new_host_keys)
+        self._backends: dict[str, Backend] = {}
+        self.say = say
+        self.sink = sink
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- backends -----------------------------------------------------------------------------
+
+    def backend(self, name: str) -> Backend:
+        if name not in self._backends:
+            self._backends[name] = BACKENDS.get(name)(self.settings)
+        return self._backends[name]
+
+    def check(self) -> list[BackendCheck]:
+        """Is each registered backend usable here, and if not, why."""
+        return [self.backend(name).check() for name in BACKENDS]
+
+    def _candidates(self, task: Task) -> tuple[list[str], list[PoolOffer]]:
+        """Clouds whose price-catalog rows a launch may use, and discovered pool offers."""
+        pinned = {o.infra.cloud for g in task.resources.option_groups() for o in g}
+        clouds: list[str] = []
+        offers: list[PoolOffer] = []
+        for name in BACKENDS:
+            if name in EXPLICIT_ONLY and name not in pinned:
+                continue
+            backend = self.backend(name)
+            if not backend.check().ok:
+                continue
+            found = list(backend.offers())
+            if found:
+                offers.extend(found)
+            else:
+                clouds.append(name)
+        return clouds, offers
+
+    # -- launch and exec ----------------------------------------------------------------------
+
+    def launch(
+        self,
+        work: Task | Dag,
+        *,
+        cluster: str | None = None,
+        base_dir: Path | None = None,
+        envs: Mapping[str, str] | None = None,
+        secrets: Mapping[str, str] | None = None,
+        retry_until_up: bool = False,
+        idle_minutes: int | None = None,
+        down: bool = False,
+        policy: Policy | None = None,
+        context: RequestContext | None = None,
+        start_agent: bool = True,
+    ) -> LaunchResult:
+        """Bring a cluster up for `work` (one task) and queue its `run` as a job."""
+        from skyplan.execution.fit import cluster_fits
+
+        task = _single(work)
+        name = cluster or f"skyplan-{_secrets.token_hex(2)}"
+        env = _strings({**task.envs, **(envs or {})}, "envs")
+        secret = _strings({**task.secrets, **(secrets or {})}, "secrets")
+        clouds, offers = self._candidates(task)
+
+        def planner(blocked: frozenset[Scope]) -> Offer:
+            chosen = self._plan(task, clouds, offers, blocked, policy, context)
+            return chosen.placements[0].choice
+
+        spec = LaunchSpec(
+            cluster=name,
+            task=task,
+            base_dir=base_dir or Path.cwd(),
+            envs=env,
+            secrets=secret,
+            retry_until_up=retry_until_up,
+        )
+        existed = self.store.get_cluster(name)
+        launcher = Launcher(self.store, self.backend, say=self.say, sink=self.sink)
+        try:
+            record = launcher.launch(spec, planner, lambda r: cluster_fits(r, task))
+        except LaunchFailed as exc:
+            if not exc.attempts and isinstance(exc.__cause__, NoFeasiblePlacement):
+                raise self._explain_nothing(exc.__cause__, clouds, offers) from None
+            raise
+        autostop = task.resources.autostop
+        if autostop is not None and autostop.enabled and idle_minutes is None:
+            idle_minutes, down = autostop.idle_minutes, down or autostop.down
+        if idle_minutes is not None:
+            Lifecycle(self.store, self.backend).set_autostop(name, idle_minutes, down)
+        reused = existed is not None and existed.step == record.step
+        job = self._submit(name, task, env, secret, start_agent) if task.run else None
+        if job is None and start_agent and record.autostop_minutes is not None:
+            self.ensure_agent(name)
+        return LaunchResult(name, job, reused)
+
+    def _plan(
+        self,
+        task: Task,
+        clouds: list[str],
+        offers: list[PoolOffer],
+        blocked: frozenset[Scope],
+        policy: Policy | None,
+        context: RequestContext | None,
+    ) -> Plan:
+        from skyplan import api
+        from skyplan.catalog import load_catalog
+        from skyplan.catalog.pools import launch_catalog
+
+        catalog = self._catalog or load_catalog()
+        candidates = launch_catalog(catalog, clouds, offers, blocked)
+        return api.plan(task, catalog=candidates, policy=policy, context=context)
+
+    def plan_launch(
+        self,
+        work: Task | Dag,
+        *,
+        policy: Policy | None = None,
+        context: RequestContext | None = None,
+    ) -> Plan:
+        """What `launch` would pick now (over usable backends and discovered pools), without
+        launching anything: `skyplan launch --dryrun`."""
+        task = _single(work)
+        clouds, offers = self._candidates(task)
+        try:
+            return self._plan(task, clouds, offers, frozenset(), policy, context)
+        except NoFeasiblePlacement as exc:
+            raise self._explain_nothing(exc, clouds, offers) from None
+
+    def _explain_nothing(
+        self, exc: NoFeasiblePlacement, clouds: list[str], offers: list[PoolOffer]
+    ) -> NoFeasiblePlacement:
+        usable = sorted({*clouds, *(o.cloud for o in offers)})
+        hint = (
+            f"backends usable here: {', '.join(usable)}"
+            if usable
+            else "no backend is usable here (see `skyplan check`)"
+        )
+        hint += "; `--infra local` runs on this machine"
+        return NoFeasiblePlacement(exc.task, f"{exc.summary} ({hint})", exc.reasons)
+
+    def exec(
+        self,
+        cluster: str,
+        work: Task | Dag,
+        *,
+        base_dir: Path | None = None,
+        envs: Mapping[str, str] | None = None,
+        secrets: Mapping[str, str] | None = None,
+        start_agent: bool = True,
+    ) -> JobRecord:
+        """Queue `work`'s `run` on an existing cluster (syncing its workdir first, no setup)."""
+        from skyplan.execution.fit import cluster_fits
+
+        task = _single(work)
+        if not task.run:
+            raise InputError("the task has no `run` command to execute")
+        record = self.store.require_cluster(cluster)
+        why = cluster_fits(record, task)
+        if why:
+            raise ClusterStateError(f"cluster {cluster!r} cannot run this task: {why}")
+        env = _strings({**task.envs, **(envs or {})}, "envs")
+        secret = _strings({**task.secrets, **(secrets or {})}, "secrets")
+        backend = self.backend(record.cloud or "")
+        launcher = Launcher(self.store, self.backend, say=self.say, sink=self.sink)
+        spec = LaunchSpec(cluster=cluster, task=task, base_dir=base_dir or Path.cwd())
+        launcher.sync(spec, backend, self.store.nodes(cluster))
+        return self._submit(cluster, task, env, secret, start_agent)
+
+    def exec_command(self, cluster: str, command: str, **kwargs: object) -> JobRecord:
+        """Queue a shell command as a job on `cluster`."""
+        return self.exec(cluster, Task(run=command), **kwargs)  # type: ignore[arg-type]
+
+    def _submit(
+        self,
+        cluster: str,
+        task: Task,
+        env: Mapping[str, str],
+        secret: Mapping[str, str],
+        start_agent: bool,
+    ) -> JobRecord:
+        record = self.store.require_cluster(cluster)
+        queue = JobQueue(self.store, self.backend(record.cloud or ""), cluster)
+        job = queue.submit(
+            task.run or "",
+            name=task.name,
+            demand=demand_of(task),
+            envs=env,
+            secrets=secret,
+            user=os.environ.get("USER"),
+        )
+        queue.schedule()
+        if start_agent:
+            self.ensure_agent(cluster)
+        return self.store.job(cluster, job.job_id) or job
+
+    def ensure_agent(self, cluster: str) -> None:
+        """Start the cluster's agent in the background unless one is running."""
+        lease = self.store.try_lock(agent_lock(cluster), owner="probe", ttl=1.0)
+        if lease is None:
+            return
+        lease.release()
+        logs = self.home / "agents"
+        logs.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "skyplan.execution.agent", cluster]
+        line = " ".join(shlex.quote(p) for p in command)
+        log = shlex.quote(str(logs / f"{cluster}.log"))
+        env = {**os.environ, "SKYPLAN_HOME": str(self.home), "SKYPLAN_DB_URL": self.db_url}
+        # Through a shell that exits at once: the agent is nobody's child, so it outlives us.
+        subprocess.run(
+            ["sh", "-c", f"nohup setsid {line} >> {log} 2>&1 < /dev/null &"],
+            env=env,
+            check=True,
+        )
+
+    # -- observing and operating --------------------------------------------------------------
+
+    def _lifecycle(self) -> Lifecycle:
+        return Lifecycle(self.store, self.backend, self.say)
+
+    def status(self, names: Sequence[str] = (), *, refresh: bool = True) -> list[ClusterView]:
+        life = self._lifecycle()
+        if names:
+            return [life.view(n, refresh=refresh) for n in names]
+        return life.views(refresh=refresh)
+
+    def orphans(self) -> dict[str, list[Node]]:
+        usable = [c.backend for c in self.check() if c.ok]
+        return self._lifecycle().orphans(usable)
+
+    def _queue(self, cluster: str) -> JobQueue:
+        record = self.store.require_cluster(cluster)
+        return JobQueue(self.store, self.backend(record.cloud or ""), cluster)
+
+    def queue(
+        self, cluster: str, *, all_jobs: bool = False, limit: int | None = None
+    ) -> list[JobRecord]:
+        statuses = None if all_jobs else [JobStatus.PENDING, JobStatus.RUNNING]
+        self.store.require_cluster(cluster)
+        return self.store.jobs(cluster, statuses, limit=limit)
+
+    def logs(
+        self,
+        cluster: str,
+        job_id: int | None = None,
+        *,
+        follow: bool = True,
+        sink: Say | None = None,
+    ) -> JobRecord:
+        if job_id is None:
+            latest = self.store.jobs(cluster, limit=1)
+            if not latest:
+                raise ClusterStateError(f"cluster {cluster!r} has no jobs yet")
+            job_id = latest[-1].job_id
+        return self._queue(cluster).logs(job_id, follow=follow, sink=sink or self.sink)
+
+    def cancel(self, cluster: str, job_ids: Sequence[int] | None = None) -> list[JobRecord]:
+        return self._queue(cluster).cancel(job_ids)
+
+    def stop(self, cluster: str) -> None:
+        self._lifecycle().stop(cluster)
+
+    def start(self, cluster: str) -> None:
+        self._lifecycle().start(cluster)
+
+    def down(self, cluster: str) -> None:
+        self._lifecycle().down(cluster)
+
+    def down_orphan(self, cluster: str) -> None:
+        """Delete nodes tagged with a cluster the store does not know, on every usable backend."""
+        for check in self.check():
+            if check.ok:
+                self.backend(check.backend).terminate(cluster)
+
+    def autostop(self, cluster: str, idle_minutes: int | None, *, down: bool = False) -> None:
+        self._lifecycle().set_autostop(cluster, idle_minutes, down)
+        if idle_minutes is not None:
+            self.ensure_agent(cluster)
+
+    def events(self, cluster: str | None = None, limit: int | None = None) -> list[Event]:
+        """Recorded events, oldest first; with `limit`, the latest `limit` of them."""
+        found = self.store.events(cluster=cluster)
+        return found[-limit:] if limit else found
+
+
+def _single(work: Task | Dag) -> Task:
+    if isinstance(work, Task):
+        return work
+    if len(work.tasks) != 1:
+        raise InputError(
+            f"launch takes one task; this file has {len(work.tasks)} "
+            "(pipelines run as managed jobs, which are not supported yet)"
+        )
+    return work.tasks[0]
+
+
+def failed(job: JobRecord | None) -> bool:
+    return job is not None and job.status in (JobStatus.FAILED, JobStatus.LOST)

@@ -1,0 +1,42 @@
+"""Holding a store lock for as long as an operation runs: renewed in the background, so a
+short TTL is safe and a crashed holder's lock frees itself quickly."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from skyplan.errors import StateError
+from skyplan.state import Store
+
+#: Long enough to ride out a slow store; short enough that a killed CLI's lock soon frees.
+TTL = 15.0
+
+
+def owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+
+@contextmanager
+def held(store: Store, name: str, *, timeout: float = 60.0, ttl: float = TTL) -> Iterator[None]:
+    """Hold lock `name` for the block, renewing it every ttl/3 seconds."""
+    with store.lock(name, owner=owner(), ttl=ttl, timeout=timeout) as lease:
+        stop = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(ttl / 3):
+                try:
+                    lease.renew(ttl)
+                except StateError:
+                    return
+
+        thread = threading.Thread(target=renew, name=f"lease {name}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()

@@ -1,0 +1,338 @@
+"""The job queue of one cluster: submit, schedule (FIFO with backfill), poll, cancel, logs.
+
+The store is the queue; nodes only run what the queue started. Every pass takes the cluster's
+queue lock in the store, so any number of processes (CLIs, the cluster's agent) may call
+`refresh()` and `schedule()` at once without starting a job twice.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+
+from skyplan.backends.base import Backend, LineSink
+from skyplan.errors import BackendError, ClusterStateError
+from skyplan.model.node import Node, NodeStatus
+from skyplan.model.state import ClusterRecord, ClusterStatus, JobDemand, JobRecord, JobStatus
+from skyplan.runtime import fit, node_jobs
+from skyplan.state import Store
+
+ACTIVE = (JobStatus.PENDING, JobStatus.RUNNING)
+
+
+def queue_lock(cluster: str) -> str:
+    return f"queue:{cluster}"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _gpus(record: ClusterRecord) -> float:
+    return sum(record.accelerators.values()) if record.accelerators else 0.0
+
+
+def _assignment(job: JobRecord) -> fit.Assignment:
+    return fit.Assignment(job.ranks, {int(r): tuple(s) for r, s in job.slots.items()})
+
+
+class JobQueue:
+    """Jobs of one cluster over its backend."""
+
+    def __init__(self, store: Store, backend: Backend, cluster: str) -> None:
+        self.store = store
+        self.backend = backend
+        self.cluster = cluster
+
+    # -- submitting ---------------------------------------------------------------------------
+
+    def submit(
+        self,
+        command: str,
+        *,
+        name: str | None,
+        demand: JobDemand,
+        envs: Mapping[str, str],
+        secrets: Mapping[str, str],
+        user: str | None = None,
+    ) -> JobRecord:
+        """Queue a job: record it, then put its files on every node it might run on."""
+        record = self.store.require_cluster(self.cluster)
+        if record.status != ClusterStatus.UP:
+            raise ClusterStateError(
+                f"cluster {self.cluster!r} is {record.status.value}; jobs need it up "
+                f"(`skyplan start {self.cluster}` or `skyplan launch`)"
+            )
+        if (
+            demand.accelerator
+            and record.accelerators
+            and demand.accelerator not in (record.accelerators)
+        ):
+            have = ", ".join(record.accelerators)
+            raise ClusterStateError(
+                f"the job asks for {demand.accelerator}; cluster {self.cluster!r} has {have}"
+            )
+        why = fit.never_fits(demand, record.num_nodes, record.vcpus, _gpus(record))
+        if why:
+            raise ClusterStateError(f"the job can never run on cluster {self.cluster!r}: {why}")
+        job = self.store.submit_job(
+            self.cluster, name=name, demand=demand, secret_names=sorted(secrets), user=user
+        )
+        try:
+            for node in self._nodes():
+                runner = self.backend.runner(node)
+                node_jobs.write_job(runner, node.extra["root"], job.job_id, command, envs, secrets)
+        except BackendError as exc:
+            return self.store.update_job(
+                self.cluster,
+                job.job_id,
+                f"its files could not be written: {exc}",
+                status=JobStatus.FAILED,
+                ended_at=_now(),
+                message=str(exc),
+            )
+        return job
+
+    # -- scheduling ---------------------------------------------------------------------------
+
+    def _nodes(self) -> list[Node]:
+        return self.store.nodes(self.cluster)
+
+    def schedule(self) -> list[JobRecord]:
+        """Start every pending job that fits now (FIFO with backfill); returns those started."""
+        with self.store.lock(queue_lock(self.cluster)):
+            record = self.store.get_cluster(self.cluster)
+            if record is None or record.status != ClusterStatus.UP:
+                return []
+            pending = self.store.jobs(self.cluster, [JobStatus.PENDING])
+            if not pending:
+                return []
+            running = self.store.jobs(self.cluster, [JobStatus.RUNNING])
+            free = fit.free_after(
+                fit.empty_cluster(record.num_nodes, record.vcpus, _gpus(record)),
+                [(j.demand, _assignment(j)) for j in running],
+            )
+            chosen = fit.schedule([(j.job_id, j.demand) for j in pending], free)
+            by_id = {j.job_id: j for j in pending}
+            nodes = {n.rank: n for n in self._nodes()}
+            return [
+                self._start(by_id[job_id], assignment, nodes, record)
+                for job_id, assignment in chosen
+            ]
+
+    def _start(
+        self,
+        job: JobRecord,
+        assignment: fit.Assignment,
+        nodes: Mapping[int, Node],
+        record: ClusterRecord,
+    ) -> JobRecord:
+        ips = "\n".join(nodes[r].ip for r in assignment.ranks)
+        started = self.store.update_job(
+            self.cluster,
+            job.job_id,
+            "scheduled",
+            status=JobStatus.RUNNING,
+            started_at=_now(),
+            ranks=assignment.ranks,
+            slots={str(r): list(s) for r, s in assignment.slots.items()},
+        )
+        self.store.update_cluster(self.cluster, "a job started", last_active_at=_now())
+        try:
+            for job_rank, rank in enumerate(assignment.ranks):
+                env = {
+                    "SKYPILOT_NODE_RANK": str(job_rank),
+                    "SKYPILOT_NODE_IPS": ips,
+                    "SKYPILOT_NUM_NODES": str(len(assignment.ranks)),
+                    "SKYPILOT_NUM_GPUS_PER_NODE": str(math.ceil(job.demand.accelerator_count)),
+                    "SKYPILOT_TASK_ID": f"skyplan-{self.cluster}-{job.job_id}",
+                    "SKYPLAN_CLUSTER": self.cluster,
+                    "SKYPLAN_JOB_ID": str(job.job_id),
+                }
+                if record.accelerators:
+                    env["CUDA_VISIBLE_DEVICES"] = ",".join(
+                        str(s) for s in assignment.slots.get(rank, ())
+                    )
+                node = nodes[rank]
+                result = self.backend.runner(node).run(
+                    node_jobs.start_script(node.extra["root"], job.job_id, env), timeout=60
+                )
+                if result.exit_code != 0:
+                    raise ClusterStateError(f"node {rank} did not start it: {result.output}")
+        except (BackendError, ClusterStateError) as exc:
+            self._kill(started)
+            return self.store.update_job(
+                self.cluster,
+                job.job_id,
+                f"could not start: {exc}",
+                status=JobStatus.FAILED,
+                ended_at=_now(),
+                message=str(exc),
+            )
+        return started
+
+    # -- observing ----------------------------------------------------------------------------
+
+    def refresh(self) -> list[JobRecord]:
+        """Poll running jobs on their nodes and record those that ended; returns them."""
+        running = self.store.jobs(self.cluster, [JobStatus.RUNNING])
+        if not running:
+            return []
+        nodes = {n.rank: n for n in self._nodes()}
+        seen: dict[int, dict[int, int | str | None]] = {}
+        unreachable: dict[int, str] = {}
+        for rank, node in nodes.items():
+            ids = [j.job_id for j in running if rank in j.ranks]
+            if not ids:
+                continue
+            try:
+                out = self.backend.runner(node).run(
+                    node_jobs.poll_script(node.extra["root"], ids), timeout=30
+                )
+                seen[rank] = node_jobs.parse_poll(out.output)
+            except BackendError as exc:
+                unreachable[rank] = str(exc)
+        ended = []
+        for job in running:
+            outcome = self._outcome(job, seen, unreachable)
+            if outcome is None:
+                continue
+            status, code, why = outcome
+            with self.store.lock(queue_lock(self.cluster)):
+                current = self.store.job(self.cluster, job.job_id)
+                if current is None or current.status != JobStatus.RUNNING:
+                    continue
+                if status != JobStatus.SUCCEEDED:
+                    self._kill(job, skip=set(unreachable))
+                ended.append(
+                    self.store.update_job(
+                        self.cluster,
+                        job.job_id,
+                        why,
+                        status=status,
+                        exit_code=code,
+                        ended_at=_now(),
+                        message=why,
+                    )
+                )
+                self.store.update_cluster(self.cluster, "a job ended", last_active_at=_now())
+        if unreachable:
+            self._mark_unreachable(nodes, unreachable)
+        return ended
+
+    @staticmethod
+    def _outcome(
+        job: JobRecord,
+        seen: Mapping[int, Mapping[int, int | str | None]],
+        unreachable: Mapping[int, str],
+    ) -> tuple[JobStatus, int | None, str] | None:
+        lost = [r for r in job.ranks if r in unreachable]
+        if lost:
+            return JobStatus.LOST, None, f"node {lost[0]} unreachable: {unreachable[lost[0]]}"
+        states = [seen.get(r, {}).get(job.job_id) for r in job.ranks]
+        if any(s is None for s in states):
+            rank = job.ranks[states.index(None)]
+            return JobStatus.FAILED, None, f"its process on node {rank} ended without an exit code"
+        codes = [s for s in states if isinstance(s, int)]
+        failed = [c for c in codes if c != 0]
+        if failed:
+            return JobStatus.FAILED, failed[0], f"exited with code {failed[0]}"
+        if len(codes) == len(states):
+            return JobStatus.SUCCEEDED, 0, "exited with code 0"
+        return None
+
+    def _mark_unreachable(self, nodes: Mapping[int, Node], unreachable: Mapping[int, str]) -> None:
+        updated = [
+            n.model_copy(update={"status": NodeStatus.UNREACHABLE}) if r in unreachable else n
+            for r, n in sorted(nodes.items())
+        ]
+        self.store.set_nodes(self.cluster, updated)
+        for rank, why in unreachable.items():
+            self.store.record_event(
+                "node", why, cluster=self.cluster, old="running", new=f"unreachable (node {rank})"
+            )
+
+    # -- cancelling and logs ------------------------------------------------------------------
+
+    def _kill(self, job: JobRecord, skip: set[int] | None = None) -> None:
+        nodes = {n.rank: n for n in self._nodes()}
+        for rank in job.ranks:
+            if rank in (skip or set()) or rank not in nodes:
+                continue
+            node = nodes[rank]
+            try:
+                self.backend.runner(node).run(
+                    node_jobs.kill_script(node.extra["root"], job.job_id), timeout=30
+                )
+            except BackendError:
+                continue
+
+    def cancel(self, job_ids: Sequence[int] | None = None) -> list[JobRecord]:
+        """Cancel the given jobs (all active ones when None); returns those cancelled."""
+        cancelled = []
+        with self.store.lock(queue_lock(self.cluster)):
+            active = self.store.jobs(self.cluster, ACTIVE)
+            wanted = active if job_ids is None else [j for j in active if j.job_id in job_ids]
+            for job in wanted:
+                if job.status == JobStatus.RUNNING:
+                    self._kill(job)
+                cancelled.append(
+                    self.store.update_job(
+                        self.cluster,
+                        job.job_id,
+                        "cancelled by the user",
+                        status=JobStatus.CANCELLED,
+                        ended_at=_now(),
+                    )
+                )
+        return cancelled
+
+    def logs(self, job_id: int, *, follow: bool, sink: LineSink, poll: float = 0.3) -> JobRecord:
+        """Stream a job's output (every node's, prefixed by rank when it ran on several);
+        with `follow`, wait for a pending job to start and print until it ends."""
+        job = self.store.job(self.cluster, job_id)
+        if job is None:
+            known = [str(j.job_id) for j in self.store.jobs(self.cluster, limit=20)]
+            raise ClusterStateError(
+                f"cluster {self.cluster!r} has no job {job_id} (recent: {', '.join(known)})"
+            )
+        while follow and job.status == JobStatus.PENDING:
+            time.sleep(poll)
+            self.schedule()
+            job = self.store.job(self.cluster, job_id) or job
+        nodes = {n.rank: n for n in self._nodes()}
+        multi = len(job.ranks) > 1
+        lock = threading.Lock()
+
+        def stream(job_rank: int, rank: int) -> None:
+            prefix = f"(rank={job_rank}) " if multi else ""
+
+            def out(line: str) -> None:
+                with lock:
+                    sink(prefix + line)
+
+            node = nodes.get(rank)
+            if node is None or node.status == NodeStatus.UNREACHABLE:
+                out(f"node {rank} is unreachable; its log cannot be read")
+                return
+            try:
+                node_jobs.stream_log(
+                    self.backend.runner(node), node.extra["root"], job_id, follow, out
+                )
+            except BackendError as exc:
+                out(f"node {rank}: {exc}")
+
+        threads = [
+            threading.Thread(target=stream, args=(i, r), name=f"logs {self.cluster}/{r}")
+            for i, r in enumerate(job.ranks)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if follow:
+            self.refresh()
+        return self.store.job(self.cluster, job_id) or job

@@ -1,0 +1,181 @@
+"""The cluster commands end to end on the local backend, as a user runs them: real processes,
+a real SQLite store under SKYPLAN_HOME, real agents in the background.
+
+launch / exec / status / queue / logs / cancel / stop / start / autostop / down / check / events:
+output, exit codes (0 ok, 1 cannot be satisfied, 2 invalid input), and never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+class Cli:
+    def __init__(self, home: Path, cwd: Path) -> None:
+        self.home = home
+        self.cwd = cwd
+        self.env = {**os.environ, "SKYPLAN_HOME": str(home)}
+        self.env.pop("SKYPLAN_DB_URL", None)
+
+    def __call__(self, *args: str, check: int | None = 0) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "skyplan", *args],
+            cwd=self.cwd,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert "Traceback" not in done.stderr, done.stderr
+        if check is not None:
+            assert done.returncode == check, (done.returncode, done.stdout, done.stderr)
+        return done
+
+    def json(self, *args: str) -> object:
+        return json.loads(self(*args, "--json").stdout)
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Iterator[Cli]:
+    runner = Cli(tmp_path / "home", tmp_path)
+    yield runner
+    for cluster in runner.json("status", "--no-refresh")["clusters"]:  # type: ignore[index]
+        runner("down", "-y", cluster["name"], check=None)
+
+
+def test_launch_runs_a_command_and_streams_its_output(cli: Cli) -> None:
+    done = cli(
+        "launch", "-c", "dev", "--infra", "local", "echo hello from rank $SKYPILOT_NODE_RANK"
+    )
+    assert "hello from rank 0" in done.stdout
+    assert "job 1 succeeded" in done.stderr
+    (status,) = cli.json("status")["clusters"]  # type: ignore[index]
+    assert (status["name"], status["status"], status["cloud"]) == ("dev", "up", "local")
+
+
+def test_a_failing_job_makes_launch_exit_1(cli: Cli) -> None:
+    done = cli("launch", "-c", "dev", "--infra", "local", "echo oops; exit 3", check=1)
+    assert "oops" in done.stdout
+    assert "exited with code 3" in done.stderr
+    (job,) = cli.json("queue", "dev", "--all")  # type: ignore[misc]
+    assert (job["status"], job["exit_code"]) == ("failed", 3)
+
+
+def test_a_task_file_runs_setup_then_run_with_workdir_envs_and_secrets(
+    cli: Cli, tmp_path: Path
+) -> None:
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "data.txt").write_text("payload\n")
+    (tmp_path / "task.yaml").write_text(
+        textwrap.dedent(
+            """\
+            name: demo
+            workdir: code
+            resources:
+              infra: local
+            envs:
+              GREETING: hi
+            secrets:
+              TOKEN: null
+            setup: echo setup saw $GREETING
+            run: |
+              cat data.txt
+              echo "$GREETING token-length=${#TOKEN}"
+            """
+        )
+    )
+    done = cli("launch", "-c", "dev", "task.yaml", "--secret", "TOKEN=sup3rs3cret")
+    assert "(setup) setup saw hi" in done.stdout
+    assert "payload" in done.stdout
+    assert "hi token-length=11" in done.stdout
+    for command in (("status",), ("queue", "dev", "--all"), ("events", "dev")):
+        assert "sup3rs3cret" not in cli(*command, "--json").stdout
+    assert b"sup3rs3cret" not in (cli.home / "state.db").read_bytes()
+
+
+def test_a_secret_without_a_value_is_a_usage_error(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "task.yaml").write_text("resources:\n  infra: local\nsecrets:\n  TOKEN: null\n")
+    done = cli("launch", "-c", "dev", "task.yaml", check=2)
+    assert "TOKEN" in done.stderr and "--secret" in done.stderr
+
+
+def test_exec_queue_logs_and_cancel_on_an_existing_cluster(cli: Cli) -> None:
+    cli("launch", "-c", "dev", "--infra", "local")
+    assert "second" in cli("exec", "dev", "echo second").stdout
+    job = cli.json("exec", "dev", "sleep 600", "-d")
+    assert job["status"] in ("pending", "running")  # type: ignore[index]
+    active = cli.json("queue", "dev")
+    assert [j["job_id"] for j in active] == [2]  # type: ignore[union-attr,index]
+    assert "cancelled 1 job(s): 2" in cli("cancel", "dev", "2", "-y").stdout
+    assert cli.json("queue", "dev") == []
+    assert "second" in cli("logs", "dev", "1", "--no-follow").stdout
+
+
+def test_stop_start_and_autostop(cli: Cli) -> None:
+    cli("launch", "-c", "dev", "--infra", "local")
+    cli("stop", "dev", "-y")
+    assert cli.json("status")["clusters"][0]["status"] == "stopped"  # type: ignore[index]
+    assert "cluster 'dev' is stopped" in cli("exec", "dev", "true", check=1).stderr
+    cli("start", "dev")
+    assert cli.json("status")["clusters"][0]["status"] == "up"  # type: ignore[index]
+    cli("autostop", "dev", "-i", "0", "--down")
+    deadline = time.monotonic() + 30
+    while cli.json("status", "--no-refresh")["clusters"] and time.monotonic() < deadline:  # type: ignore[index]
+        time.sleep(0.5)
+    assert cli.json("status")["clusters"] == []  # type: ignore[index]
+    assert not list((cli.home / "local").iterdir())
+
+
+def test_down_removes_the_nodes_and_the_record(cli: Cli) -> None:
+    cli("launch", "-c", "dev", "--infra", "local", "--num-nodes", "2")
+    assert len(list((cli.home / "local" / "dev").iterdir())) == 2
+    cli("down", "dev", "-y")
+    assert cli.json("status")["clusters"] == []  # type: ignore[index]
+    assert not (cli.home / "local" / "dev").exists()
+    kinds = [(e["kind"], e["new"]) for e in cli.json("events", "dev")]  # type: ignore[union-attr,index]
+    assert ("cluster", "deleted") in kinds
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        pytest.param(("status", "nope"), 2, "no cluster named 'nope'", id="unknown-cluster"),
+        pytest.param(("queue", "nope"), 2, "no cluster named 'nope'", id="queue-unknown"),
+        pytest.param(("cancel", "dev"), 2, "--all", id="cancel-needs-ids"),
+        pytest.param(("autostop", "dev"), 2, "-i MINUTES or --cancel", id="autostop-usage"),
+        pytest.param(
+            ("launch", "-c", "x", "--gpus", "H100:8"),
+            1,
+            "--infra local",
+            id="nothing-usable-says-why",
+        ),
+        pytest.param(("launch", "missing.yaml"), 2, "missing.yaml", id="missing-task-file"),
+    ],
+)
+def test_errors_are_one_line_with_the_right_exit_code(
+    cli: Cli, args: tuple[str, ...], code: int, message: str
+) -> None:
+    done = cli(*args, check=code)
+    assert message in done.stderr
+
+
+def test_reusing_a_cluster_that_does_not_fit_is_refused(cli: Cli) -> None:
+    cli("launch", "-c", "dev", "--infra", "local")
+    done = cli("launch", "-c", "dev", "--infra", "local", "--gpus", "A100:1", "true", check=1)
+    assert "cannot take this task" in done.stderr
+
+
+def test_check_lists_every_backend_with_a_reason(cli: Cli) -> None:
+    checks = {c["backend"]: c for c in cli.json("check")}  # type: ignore[union-attr]
+    assert checks["local"]["ok"] is True
+    assert checks["ssh"]["ok"] is False
+    assert "ssh_node_pools.yaml" in checks["ssh"]["reason"]
