@@ -107,3 +107,10 @@ def _expire(store: Store, name: str) -> None:
     past = datetime.now(UTC) - timedelta(minutes=1)
     with store._engine.begin() as conn:
         conn.execute(locks.update().where(locks.c.name == name).values(expires_at=past))
+
+
+def test_a_lock_whose_holder_is_abandoned_is_taken_at_once(store: Store) -> None:
+    assert store.try_lock("launch", owner="dead-host:1", ttl=600) is not None
+    assert store.try_lock("launch", owner="me", abandoned=lambda o: False) is None
+    taken = store.try_lock("launch", owner="me", abandoned=lambda o: o == "dead-host:1")
+    assert taken is not None and taken.owner == "me"

@@ -31,6 +31,7 @@ from skyplan.model.node import BackendCheck, Node, PoolOffer
 from skyplan.model.state import Event, JobRecord, JobStatus
 from skyplan.runtime import ClusterView, JobQueue, Launcher, LaunchSpec, Lifecycle, demand_of
 from skyplan.runtime.agent import agent_lock
+from skyplan.runtime.lease import abandoned as lease_abandoned
 from skyplan.runtime.launch import Say
 from skyplan.state import Store, default_url
 
@@ -286,7 +287,9 @@ class Session:
 
     def ensure_agent(self, cluster: str) -> None:
         """Start the cluster's agent in the background unless one is running."""
-        lease = self.store.try_lock(agent_lock(cluster), owner="probe", ttl=1.0)
+        lease = self.store.try_lock(
+            agent_lock(cluster), owner="probe", ttl=1.0, abandoned=lease_abandoned
+        )
         if lease is None:
             return
         lease.release()

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from skyplan.errors import BackendError, SkyplanError
 from skyplan.model.state import ClusterStatus, LaunchStep
 from skyplan.runtime.launch import BackendFor
-from skyplan.runtime.lease import TTL, owner
+from skyplan.runtime.lease import TTL, abandoned, owner
 from skyplan.runtime.lifecycle import Lifecycle
 from skyplan.runtime.queue import ACTIVE, JobQueue
 from skyplan.state import Store
@@ -43,10 +43,10 @@ def run_agent(
     """Run the agent loop for `cluster` until there is nothing left to watch."""
     me = owner()
     deadline = time.monotonic() + wait_for_lease
-    lease = store.try_lock(agent_lock(cluster), owner=me, ttl=TTL)
+    lease = store.try_lock(agent_lock(cluster), owner=me, ttl=TTL, abandoned=abandoned)
     while lease is None and time.monotonic() < deadline:
         time.sleep(0.2)
-        lease = store.try_lock(agent_lock(cluster), owner=me, ttl=TTL)
+        lease = store.try_lock(agent_lock(cluster), owner=me, ttl=TTL, abandoned=abandoned)
     if lease is None:
         log("another agent is running")
         return
@@ -78,7 +78,7 @@ def run_agent(
             # A job submitted while we decided to leave must not be stranded.
             if not _work_left(store, cluster):
                 return
-            lease = store.try_lock(agent_lock(cluster), owner=me, ttl=TTL)
+            lease = store.try_lock(agent_lock(cluster), owner=me, ttl=TTL, abandoned=abandoned)
             if lease is None:
                 return
         time.sleep(interval)

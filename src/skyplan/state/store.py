@@ -24,7 +24,7 @@ import secrets
 import socket
 import sqlite3
 import time
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -599,9 +599,17 @@ class Store:
 
     # -- locks ------------------------------------------------------------------------------
 
-    def try_lock(self, name: str, *, owner: str | None = None, ttl: float = 60.0) -> Lease | None:
-        """Take lock `name` for `ttl` seconds if it is free, expired, or already `owner`'s;
-        None if another owner holds it. The default owner is unique to this call."""
+    def try_lock(
+        self,
+        name: str,
+        *,
+        owner: str | None = None,
+        ttl: float = 60.0,
+        abandoned: Callable[[str], bool] | None = None,
+    ) -> Lease | None:
+        """Take lock `name` for `ttl` seconds if it is free, expired, or already `owner`'s —
+        or held by an owner that `abandoned(owner)` says is gone (a dead process); None if
+        another owner holds it. The default owner is unique to this call."""
         if ttl <= 0:
             raise ValueError(f"a lock's ttl must be positive, not {ttl}")
         owner = owner or _default_owner()
@@ -619,7 +627,11 @@ class Store:
                 )
                 if tx.conn.execute(insert).first() is None:
                     return None  # another process created it a moment ago
-            elif row.owner == owner or row.expires_at <= now:
+            elif (
+                row.owner == owner
+                or row.expires_at <= now
+                or (abandoned is not None and abandoned(row.owner))
+            ):
                 tx.conn.execute(
                     locks_t.update()
                     .where(locks_t.c.name == name)
@@ -631,7 +643,13 @@ class Store:
 
     @contextmanager
     def lock(
-        self, name: str, *, owner: str | None = None, ttl: float = 60.0, timeout: float = 30.0
+        self,
+        name: str,
+        *,
+        owner: str | None = None,
+        ttl: float = 60.0,
+        timeout: float = 30.0,
+        abandoned: Callable[[str], bool] | None = None,
     ) -> Iterator[Lease]:
         """Hold lock `name` for the `with` block, waiting up to `timeout` seconds for it.
 
@@ -640,7 +658,7 @@ class Store:
         owner = owner or _default_owner()
         deadline = time.monotonic() + timeout
         pause = 0.02
-        while (lease := self.try_lock(name, owner=owner, ttl=ttl)) is None:
+        while (lease := self.try_lock(name, owner=owner, ttl=ttl, abandoned=abandoned)) is None:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise LockTimeout(self._lock_timeout_message(name, timeout))
