@@ -179,3 +179,9 @@ def test_check_lists_every_backend_with_a_reason(cli: Cli) -> None:
     assert checks["local"]["ok"] is True
     assert checks["ssh"]["ok"] is False
     assert "ssh_node_pools.yaml" in checks["ssh"]["reason"]
+
+
+@pytest.mark.parametrize("name", ["9lives", "has space", "semi;colon", "a" * 64, "trailing-"])
+def test_a_cluster_name_that_paths_and_tags_cannot_hold_is_refused(cli: Cli, name: str) -> None:
+    done = cli("launch", "-c", name, "--infra", "local", check=2)
+    assert "invalid cluster name" in done.stderr

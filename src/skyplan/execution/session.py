@@ -9,6 +9,7 @@ sessions in any number of processes see one truth.
 from __future__ import annotations
 
 import os
+import re
 import secrets as _secrets
 import shlex
 import subprocess
@@ -31,8 +32,8 @@ from skyplan.model.node import BackendCheck, Node, PoolOffer
 from skyplan.model.state import Event, JobRecord, JobStatus
 from skyplan.runtime import ClusterView, JobQueue, Launcher, LaunchSpec, Lifecycle, demand_of
 from skyplan.runtime.agent import agent_lock
-from skyplan.runtime.lease import abandoned as lease_abandoned
 from skyplan.runtime.launch import Say
+from skyplan.runtime.lease import abandoned as lease_abandoned
 from skyplan.state import Store, default_url
 
 if TYPE_CHECKING:  # planning (Polars, the solver) loads only when a launch needs it
@@ -91,6 +92,11 @@ class Session:
         self.sink = sink
 
     def close(self) -> None:
+        for backend in self._backends.values():
+            close = getattr(backend, "close", None)
+            if callable(close):
+                close()
+        self._backends.clear()
         self.store.close()
 
     def __enter__(self) -> Session:
@@ -149,7 +155,7 @@ class Session:
         from skyplan.execution.fit import cluster_fits
 
         task = _single(work)
-        name = cluster or f"skyplan-{_secrets.token_hex(2)}"
+        name = _cluster_name(cluster) if cluster else f"skyplan-{_secrets.token_hex(2)}"
         env = _strings({**task.envs, **(envs or {})}, "envs")
         secret = _strings({**task.secrets, **(secrets or {})}, "secrets")
         clouds, offers = self._candidates(task)
@@ -374,6 +380,20 @@ class Session:
         """Recorded events, oldest first; with `limit`, the latest `limit` of them."""
         found = self.store.events(cluster=cluster)
         return found[-limit:] if limit else found
+
+
+_NAME = re.compile(r"[a-zA-Z]([-_.a-zA-Z0-9]{0,61}[a-zA-Z0-9])?")
+
+
+def _cluster_name(name: str) -> str:
+    """A cluster name is used in paths, tags and labels on every backend: keep it to
+    letters, digits, `-`, `_` and `.`, starting with a letter (SkyPilot's rule)."""
+    if not _NAME.fullmatch(name):
+        raise InputError(
+            f"invalid cluster name {name!r}: use letters, digits, '-', '_' and '.', start with "
+            "a letter, end with a letter or digit, at most 63 characters"
+        )
+    return name
 
 
 def _single(work: Task | Dag) -> Task:

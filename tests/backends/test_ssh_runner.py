@@ -1,0 +1,236 @@
+"""SshRunner against real sshd: commands, streaming, env and cwd, timeouts, SFTP uploads,
+reconnection, unreachable hosts, and host-key pinning."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from skyplan.backends.base import CommandRunner
+from skyplan.backends.ssh_runner import TIMEOUT_EXIT, SshRunner
+from skyplan.errors import AuthError, Scope, TransientError
+from tests.backends.sshd import SshdFarm
+
+HOST = 0
+
+
+def make_runner(farm: SshdFarm, known: Path, *, trust_new: bool = False) -> SshRunner:
+    h = farm.hosts[HOST]
+    return SshRunner(
+        h.ip,
+        h.port,
+        getpass.getuser(),
+        str(farm.client_key),
+        known_hosts=known,
+        trust_new=trust_new,
+        connect_timeout=1.0,
+        scope=Scope("ssh", "lab"),
+    )
+
+
+@pytest.fixture
+def known(tmp_path: Path, farm: SshdFarm) -> Path:
+    path = tmp_path / "ssh_known_hosts"
+    path.write_text(farm.known_hosts())
+    return path
+
+
+@pytest.fixture
+def runner(farm: SshdFarm, known: Path) -> Iterator[SshRunner]:
+    r = make_runner(farm, known)
+    yield r
+    r.close()
+
+
+def test_it_is_a_command_runner(runner: SshRunner) -> None:
+    assert isinstance(runner, CommandRunner)
+
+
+@pytest.mark.parametrize(
+    ("command", "code"),
+    [
+        ("true", 0),
+        ("false", 1),
+        ("exit 7", 7),
+        ("sh -c 'kill -9 $$'", 137),
+        ("kill -9 $$", -1),
+        ("no-such-cmd", 127),
+    ],
+    ids=["zero", "one", "seven", "child-killed", "shell-killed", "not-found"],
+)
+def test_exit_codes_come_back(runner: SshRunner, command: str, code: int) -> None:
+    result = runner.run(command)
+    assert (result.exit_code, result.timed_out) == (code, False)
+
+
+def test_stdout_and_stderr_are_combined_in_order(runner: SshRunner) -> None:
+    result = runner.run("echo one; echo two >&2; sleep 0.05; echo three; printf four")
+    assert result.output == "one\ntwo\nthree\nfour"
+
+
+def test_lines_stream_to_the_sink_as_they_are_printed(runner: SshRunner) -> None:
+    seen: list[tuple[str, float]] = []
+    start = time.monotonic()
+    result = runner.run(
+        "for i in 1 2 3; do echo line $i; sleep 0.3; done; printf 'no newline'",
+        sink=lambda line: seen.append((line, time.monotonic() - start)),
+    )
+    assert result.exit_code == 0 and result.output == ""
+    assert [line for line, _ in seen] == ["line 1", "line 2", "line 3", "no newline"]
+    # The first line arrived long before the command finished: it was streamed.
+    assert seen[0][1] < seen[-1][1] - 0.5
+
+
+def test_env_is_exported_quoted_and_cwd_expands_the_remote_home(
+    runner: SshRunner, farm: SshdFarm
+) -> None:
+    home = farm.hosts[HOST].home
+    (home / "work dir").mkdir()
+    env = {"GREETING": "it's $HOME; `x`", "EMPTY": ""}
+    result = runner.run('echo "$GREETING|$EMPTY"; pwd', env=env, cwd="~/work dir")
+    assert result.output == f"it's $HOME; `x`|\n{home}/work dir\n"
+    assert runner.run("pwd").output == f"{home}\n"
+    assert runner.run("pwd", cwd="/tmp").output == "/tmp\n"
+    missing = runner.run("echo ran", cwd="~/absent")
+    assert missing.exit_code != 0 and "ran" not in missing.output
+
+
+def test_a_bad_env_name_is_refused(runner: SshRunner) -> None:
+    with pytest.raises(ValueError, match="environment variable"):
+        runner.run("true", env={"A B": "x"})
+
+
+def test_a_timeout_kills_the_command_and_everything_it_started(runner: SshRunner) -> None:
+    start = time.monotonic()
+    result = runner.run("echo started; sleep 41.7 & sleep 41.7; echo never", timeout=1.0)
+    assert time.monotonic() - start < 4
+    assert result == type(result)(TIMEOUT_EXIT, "started\n", timed_out=True)
+    left = runner.run("pgrep -f 'sleep 4[1].7' || echo none")
+    assert left.output == "none\n"
+
+
+def test_one_runner_serves_many_threads_at_once(runner: SshRunner) -> None:
+    results: dict[int, str] = {}
+
+    def work(i: int) -> None:
+        results[i] = runner.run(f"sleep 0.1; echo {i}").output
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == {i: f"{i}\n" for i in range(8)}
+
+
+def test_put_copies_a_file_and_a_tree_under_the_remote_home(
+    runner: SshRunner, farm: SshdFarm, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    (src / "pkg" / "deep").mkdir(parents=True)
+    (src / "run.sh").write_text("#!/bin/sh\necho hi\n")
+    (src / "run.sh").chmod(0o755)
+    (src / "pkg" / "deep" / "data.txt").write_text("data")
+    (src / "pkg" / "link").symlink_to("deep/data.txt")
+    single = tmp_path / "one.txt"
+    single.write_text("one")
+
+    runner.put(src, "~/sky_workdir")
+    runner.put(single, "~/a/b/c/one.txt")
+    (src / "extra.txt").write_text("more")
+    runner.put(src, "~/sky_workdir")  # into an existing directory: merged
+
+    home = farm.hosts[HOST].home
+    assert (home / "sky_workdir/pkg/deep/data.txt").read_text() == "data"
+    assert os.readlink(home / "sky_workdir/pkg/link") == "deep/data.txt"
+    assert (home / "sky_workdir/extra.txt").read_text() == "more"
+    assert (home / "a/b/c/one.txt").read_text() == "one"
+    assert runner.run("./run.sh", cwd="~/sky_workdir").output == "hi\n"
+
+
+def test_put_to_an_absolute_path(runner: SshRunner, farm: SshdFarm, tmp_path: Path) -> None:
+    single = tmp_path / "one.txt"
+    single.write_text("one")
+    target = farm.hosts[HOST].dir / "abs" / "one.txt"
+    runner.put(single, str(target))
+    assert target.read_text() == "one"
+
+
+def test_it_reconnects_after_the_server_restarts(runner: SshRunner, farm: SshdFarm) -> None:
+    assert runner.run("echo before").output == "before\n"
+    farm.restart(HOST)
+    assert runner.run("echo after").output == "after\n"
+
+
+def test_a_down_host_is_a_transient_error_with_the_scope(runner: SshRunner, farm: SshdFarm) -> None:
+    farm.kill(HOST)
+    with pytest.raises(TransientError, match="connection refused") as caught:
+        runner.run("true")
+    assert caught.value.scope == Scope("ssh", "lab")
+
+
+def test_a_hung_host_times_out_quickly(runner: SshRunner, farm: SshdFarm) -> None:
+    runner.run("true")  # a cached connection, which will hang too
+    farm.hang(HOST)
+    start = time.monotonic()
+    with pytest.raises(TransientError):
+        runner.run("true")
+    with pytest.raises(TransientError, match="no SSH handshake"):
+        runner.run("true")  # a new connection: TCP connects, the server never speaks
+    assert time.monotonic() - start < 5
+    farm.resume(HOST)
+    assert runner.run("echo back").output == "back\n"
+
+
+def test_an_unknown_host_key_is_refused_with_how_to_trust_it(
+    farm: SshdFarm, tmp_path: Path
+) -> None:
+    known = tmp_path / "known"
+    with make_runner(farm, known) as r, pytest.raises(AuthError, match="--trust-new-host-keys"):
+        r.run("true")
+    assert not known.exists()
+
+
+def test_trust_once_records_the_key_and_later_runners_use_it(
+    farm: SshdFarm, tmp_path: Path
+) -> None:
+    known = tmp_path / "known"
+    with make_runner(farm, known, trust_new=True) as r:
+        assert r.run("echo ok").output == "ok\n"
+    assert known.read_text() == farm.hosts[HOST].known_hosts_line()
+    with make_runner(farm, known) as r:
+        assert r.run("echo again").output == "again\n"
+    assert known.read_text() == farm.hosts[HOST].known_hosts_line()
+
+
+def test_a_changed_key_is_refused_even_when_trusting_new_keys(farm: SshdFarm, known: Path) -> None:
+    farm.restart(HOST, farm.other_key(HOST))
+    with (
+        make_runner(farm, known, trust_new=True) as r,
+        pytest.raises(AuthError, match=r"CHANGED.*man-in-the-middle"),
+    ):
+        r.run("true")
+    assert known.read_text() == farm.known_hosts()
+
+
+def test_a_refused_client_key_is_an_auth_error(farm: SshdFarm, known: Path) -> None:
+    from tests.backends.sshd import keygen
+
+    stranger = keygen(known.parent / "stranger")
+    h = farm.hosts[HOST]
+    with (
+        SshRunner(h.ip, h.port, getpass.getuser(), str(stranger), known) as r,
+        pytest.raises(AuthError, match="refused"),
+    ):
+        r.run("true")
+    with (
+        SshRunner(h.ip, h.port, None, str(known.parent / "absent"), known) as r,
+        pytest.raises(AuthError, match="does not exist"),
+    ):
+        r.run("true")
