@@ -116,23 +116,29 @@ class Session:
         """Is each registered backend usable here, and if not, why."""
         return [self.backend(name).check() for name in BACKENDS]
 
-    def _candidates(self, task: Task) -> tuple[list[str], list[PoolOffer]]:
-        """Clouds whose price-catalog rows a launch may use, and discovered pool offers."""
+    def _candidates(self, task: Task) -> tuple[list[str], list[PoolOffer], dict[str, str]]:
+        """Clouds whose price-catalog rows a launch may use, discovered pool offers, and why
+        each backend the task could use is not usable here."""
         pinned = {o.infra.cloud for g in task.resources.option_groups() for o in g}
         clouds: list[str] = []
         offers: list[PoolOffer] = []
+        unusable: dict[str, str] = {}
         for name in BACKENDS:
             if name in EXPLICIT_ONLY and name not in pinned:
                 continue
+            if None not in pinned and name not in pinned:
+                continue
             backend = self.backend(name)
-            if not backend.check().ok:
+            check = backend.check()
+            if not check.ok:
+                unusable[name] = "; ".join((check.reason, *check.detail))
                 continue
             found = list(backend.offers())
             if found:
                 offers.extend(found)
             else:
                 clouds.append(name)
-        return clouds, offers
+        return clouds, offers, unusable
 
     # -- launch and exec ----------------------------------------------------------------------
 
@@ -158,7 +164,7 @@ class Session:
         name = _cluster_name(cluster) if cluster else f"skyplan-{_secrets.token_hex(2)}"
         env = _strings({**task.envs, **(envs or {})}, "envs")
         secret = _strings({**task.secrets, **(secrets or {})}, "secrets")
-        clouds, offers = self._candidates(task)
+        clouds, offers, unusable = self._candidates(task)
 
         def planner(blocked: frozenset[Scope]) -> Offer:
             chosen = self._plan(task, clouds, offers, blocked, policy, context)
@@ -178,7 +184,7 @@ class Session:
             record = launcher.launch(spec, planner, lambda r: cluster_fits(r, task))
         except LaunchFailed as exc:
             if not exc.attempts and isinstance(exc.__cause__, NoFeasiblePlacement):
-                raise self._explain_nothing(exc.__cause__, clouds, offers) from None
+                raise self._explain_nothing(exc.__cause__, clouds, offers, unusable) from None
             raise
         autostop = task.resources.autostop
         if autostop is not None and autostop.enabled and idle_minutes is None:
@@ -218,22 +224,24 @@ class Session:
         """What `launch` would pick now (over usable backends and discovered pools), without
         launching anything: `skyplan launch --dryrun`."""
         task = _single(work)
-        clouds, offers = self._candidates(task)
+        clouds, offers, unusable = self._candidates(task)
         try:
             return self._plan(task, clouds, offers, frozenset(), policy, context)
         except NoFeasiblePlacement as exc:
-            raise self._explain_nothing(exc, clouds, offers) from None
+            raise self._explain_nothing(exc, clouds, offers, unusable) from None
 
     def _explain_nothing(
-        self, exc: NoFeasiblePlacement, clouds: list[str], offers: list[PoolOffer]
+        self,
+        exc: NoFeasiblePlacement,
+        clouds: list[str],
+        offers: list[PoolOffer],
+        unusable: Mapping[str, str],
     ) -> NoFeasiblePlacement:
         usable = sorted({*clouds, *(o.cloud for o in offers)})
-        hint = (
-            f"backends usable here: {', '.join(usable)}"
-            if usable
-            else "no backend is usable here (see `skyplan check`)"
-        )
-        hint += "; `--infra local` runs on this machine"
+        hint = f"backends usable here: {', '.join(usable) or 'none'}"
+        hint += "".join(f"; {name} is not usable: {why}" for name, why in unusable.items())
+        if "local" not in usable:
+            hint += "; `--infra local` runs on this machine"
         return NoFeasiblePlacement(exc.task, f"{exc.summary} ({hint})", exc.reasons)
 
     def exec(
