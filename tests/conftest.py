@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 import skyplan
+
+# Tests never reach a real cloud or cluster by accident: a developer's AWS credentials and
+# kubeconfig are hidden from every test and from the CLI processes tests start. (The Kubernetes
+# contract tests opt in to a real cluster with SKYPLAN_REAL_K8S=1.)
+for _name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+    os.environ.pop(_name, None)
+os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+os.environ["AWS_CONFIG_FILE"] = os.devnull
+os.environ.pop("SKYPLAN_AWS_ENDPOINT", None)
+if os.environ.get("SKYPLAN_REAL_K8S") != "1":
+    os.environ["KUBECONFIG"] = os.devnull
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

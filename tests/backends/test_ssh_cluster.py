@@ -8,6 +8,7 @@ host; a wrong host key.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,10 +36,8 @@ def session(ssh_home: Path) -> Iterator[skyplan.Session]:
     s.backend("ssh").ok_ttl = s.backend("ssh").fail_ttl = 0  # type: ignore[attr-defined]
     yield s
     for view in s.status(refresh=False):
-        try:
+        with contextlib.suppress(skyplan.SkyplanError):
             s.down(view.record.name)
-        except skyplan.SkyplanError:
-            pass
     s.close()
 
 

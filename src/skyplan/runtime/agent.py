@@ -26,8 +26,8 @@ def agent_lock(cluster: str) -> str:
 
 def _work_left(store: Store, cluster: str) -> bool:
     record = store.get_cluster(cluster)
-    if record is None or record.status in (ClusterStatus.DOWN, ClusterStatus.STOPPED):
-        return False
+    if record is None or record.status != ClusterStatus.UP:
+        return False  # an interrupted launch (init) is resumed by `launch`, not watched
     return bool(store.count_jobs(cluster, ACTIVE)) or record.autostop_minutes is not None
 
 

@@ -36,7 +36,12 @@ class Assignment:
 
 
 def empty_cluster(num_nodes: int, vcpus: float, gpus: float) -> list[NodeFree]:
-    return [NodeFree(r, vcpus, [1.0] * int(gpus)) for r in range(num_nodes)]
+    """Nodes with nothing taken. A fractional device count (Azure's NV6ads_A10_v5 has 1/6 of an
+    A10) is a last device with that fraction free."""
+    whole = math.floor(gpus + _EPS)
+    part = gpus - whole
+    devices = [1.0] * whole + ([part] if part > _EPS else [])
+    return [NodeFree(r, vcpus, list(devices)) for r in range(num_nodes)]
 
 
 def _devices_for(free: NodeFree, count: float) -> tuple[int, ...] | None:

@@ -350,6 +350,8 @@ class Launcher:
                 "SKYPILOT_SETUP_NODE_IPS": ips,
                 "SKYPILOT_NUM_NODES": str(len(nodes)),
             }
+            # A setup left running by a launch that died must not run twice at once.
+            runner.run(node_jobs.kill_script(root, "setup"), timeout=60)
             node_jobs.write_job(runner, root, "setup", spec.task.setup or "", env, spec.secrets)
             prefix = f"(setup, node {node.rank}) " if len(nodes) > 1 else "(setup) "
 

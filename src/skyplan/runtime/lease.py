@@ -9,6 +9,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from skyplan.errors import StateError
 from skyplan.state import Store
@@ -34,7 +35,11 @@ def abandoned(holder: str) -> bool:
         return True
     except PermissionError:
         return False
-    return False
+    try:  # a zombie (dead, not yet reaped) still answers kill -0
+        stat = Path(f"/proc/{pid_text}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 @contextmanager

@@ -12,8 +12,8 @@ from skyplan.errors import BackendError, ClusterStateError, InvalidRequestError
 from skyplan.model.node import Capability, Node, NodeStatus
 from skyplan.model.state import ClusterRecord, ClusterStatus, JobStatus, LaunchStep
 from skyplan.runtime.launch import BackendFor, Say, launch_lock
-from skyplan.runtime.lease import held
-from skyplan.runtime.queue import ACTIVE, JobQueue
+from skyplan.runtime.lease import TTL, abandoned, held
+from skyplan.runtime.queue import ACTIVE, JobQueue, queue_lock
 from skyplan.state import Store
 
 
@@ -59,6 +59,8 @@ class Lifecycle:
                 note = f"could not ask {record.cloud}: {exc}"
             else:
                 record, nodes, note = self._reconcile(record, nodes, seen)
+        if not note and record.status == ClusterStatus.INIT:
+            _, _, note = self._reconcile(record, nodes, nodes)
         active = self.store.count_jobs(name, ACTIVE)
         return ClusterView(record, nodes, active, note)
 
@@ -91,8 +93,19 @@ class Lifecycle:
                 bad = [f"node {n.rank} {n.status.value}" for n in merged if n.status != "running"]
                 note = "; ".join(bad)
         elif record.status == ClusterStatus.INIT:
-            note = f"launch interrupted after step {record.step}; `skyplan launch` resumes it"
+            if self._launching(record.name):
+                note = f"being launched (step {record.step} done)"
+            else:
+                note = f"launch interrupted after step {record.step}; `skyplan launch` resumes it"
         return record, merged, note
+
+    def _launching(self, name: str) -> bool:
+        """True while a live process holds the cluster's launch lock."""
+        lease = self.store.try_lock(launch_lock(name), ttl=1.0, abandoned=abandoned)
+        if lease is None:
+            return True
+        lease.release()
+        return False
 
     def views(self, *, refresh: bool = True) -> list[ClusterView]:
         return [self.view(r.name, refresh=refresh) for r in self.store.clusters()]
@@ -152,25 +165,28 @@ class Lifecycle:
         """Delete every node of the cluster on every backend that may hold one, then the record.
         If a backend fails, the record stays (status down) so `down` can be run again."""
         with held(self.store, launch_lock(name)):
-            record = self.store.require_cluster(name)
-            if record.status != ClusterStatus.DOWN:
-                record = self.store.update_cluster(name, reason, status=ClusterStatus.DOWN)
-            self.say(f"tearing down {name!r}")
-            failures = []
-            for cloud in self._backend_clouds(record):
-                try:
-                    self.backend_for(cloud).terminate(name)
-                except BackendError as exc:
-                    failures.append(f"{cloud}: {exc}")
-            if failures:
-                self.store.record_event("operation", "; ".join(failures), cluster=name)
-                raise ClusterStateError(
-                    f"cluster {name!r} is not fully down: {'; '.join(failures)}. "
-                    f"Its record is kept; run `skyplan down {name}` again"
-                )
-            for job in self.store.jobs(name, ACTIVE):
-                self.store.update_job(name, job.job_id, "cluster down", status=JobStatus.CANCELLED)
-            self.store.delete_cluster(name, reason)
+            self._teardown(name, reason)
+
+    def _teardown(self, name: str, reason: str) -> None:
+        record = self.store.require_cluster(name)
+        if record.status != ClusterStatus.DOWN:
+            record = self.store.update_cluster(name, reason, status=ClusterStatus.DOWN)
+        self.say(f"tearing down {name!r}")
+        failures = []
+        for cloud in self._backend_clouds(record):
+            try:
+                self.backend_for(cloud).terminate(name)
+            except BackendError as exc:
+                failures.append(f"{cloud}: {exc}")
+        if failures:
+            self.store.record_event("operation", "; ".join(failures), cluster=name)
+            raise ClusterStateError(
+                f"cluster {name!r} is not fully down: {'; '.join(failures)}. "
+                f"Its record is kept; run `skyplan down {name}` again"
+            )
+        for job in self.store.jobs(name, ACTIVE):
+            self.store.update_job(name, job.job_id, "cluster down", status=JobStatus.CANCELLED)
+        self.store.delete_cluster(name, reason)
 
     # -- autostop -----------------------------------------------------------------------------
 
@@ -204,19 +220,30 @@ class Lifecycle:
         return (now or _now()) - idle_since >= timedelta(minutes=record.autostop_minutes)
 
     def autostop(self, name: str) -> str | None:
-        """Stop or tear down the cluster if its idle time is up; returns what was done."""
+        """Stop or tear down the cluster if its idle time is up; returns what was done.
+
+        The idle check is made again under the cluster's queue lock, and the status changes
+        there before any node is touched, so a job submitted meanwhile is either seen (and the
+        cluster kept) or refused (the cluster is no longer up)."""
         record = self.store.get_cluster(name)
         if record is None or not self.autostop_due(record):
             return None
-        minutes = record.autostop_minutes
-        if record.autostop_down:
-            self.down(name, f"autostop: idle for {minutes} min, tearing down")
-            return "down"
         with held(self.store, launch_lock(name)):
+            with self.store.lock(queue_lock(name), ttl=TTL):
+                record = self.store.get_cluster(name)
+                if record is None or not self.autostop_due(record):
+                    return None
+                why = f"autostop: idle for {record.autostop_minutes} min"
+                status = ClusterStatus.DOWN if record.autostop_down else ClusterStatus.STOPPED
+                self.store.update_cluster(name, why, status=status)
+            if record.autostop_down:
+                self._teardown(name, why)
+                return "down"
             backend = self.backend_for(record.cloud or "")
-            backend.stop(name)
+            try:
+                backend.stop(name)
+            except BackendError:
+                self.store.update_cluster(name, "autostop could not stop it", status=record.status)
+                raise
             self.store.set_nodes(name, backend.nodes(name))
-            self.store.update_cluster(
-                name, f"autostop: idle for {minutes} min", status=ClusterStatus.STOPPED
-            )
         return "stopped"

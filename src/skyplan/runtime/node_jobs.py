@@ -64,11 +64,16 @@ def setup_script(root: str) -> str:
     """Run the setup written by `write_job(..., "setup", ...)` in the foreground, tee'd to its
     log; exits with the setup's exit code."""
     d = shlex.quote(job_dir(root, "setup"))
+    # Its process group goes on disk like a job's, so `down`, `stop` and a resumed launch can
+    # kill a setup whose launcher died.
     return (
-        f"cd {d} && set -a && . ./env && "
+        f"cd {d} && {{ {{ read -r _ _ _ _ pg _ < /proc/$$/stat; }} 2>/dev/null || pg=$$; }} && "
+        'echo "$pg" > pgid && set -a && . ./env && '
         "{ [ ! -f secrets ] || { . ./secrets; rm -f secrets; }; } && set +a"
         f" && {{ cd {WORKDIR} 2>/dev/null || cd ~; }} && "
-        f"bash {d}/run.sh 2>&1 < /dev/null | tee {d}/log; exit ${{PIPESTATUS[0]}}"
+        f"bash {d}/run.sh 2>&1 < /dev/null | tee {d}/log; rc=${{PIPESTATUS[0]}}; "
+        # Finished: daemons the setup started are the user's, not ours to kill on a resume.
+        f"rm -f {d}/pgid; exit $rc"
     )
 
 
@@ -100,7 +105,7 @@ def parse_poll(output: str) -> dict[int, int | str | None]:
     return found
 
 
-def kill_script(root: str, job_id: int) -> str:
+def kill_script(root: str, job_id: int | str) -> str:
     d = shlex.quote(job_dir(root, job_id))
     return (
         f'if [ -s {d}/pgid ]; then p=$(cat {d}/pgid); kill -TERM -"$p" 2>/dev/null; '

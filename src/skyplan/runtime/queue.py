@@ -78,9 +78,13 @@ class JobQueue:
         why = fit.never_fits(demand, record.num_nodes, record.vcpus, _gpus(record))
         if why:
             raise ClusterStateError(f"the job can never run on cluster {self.cluster!r}: {why}")
-        job = self.store.submit_job(
-            self.cluster, name=name, demand=demand, secret_names=sorted(secrets), user=user
-        )
+        with self.store.lock(queue_lock(self.cluster)):
+            # Checked again under the lock autostop takes before it stops the cluster.
+            if self.store.require_cluster(self.cluster).status != ClusterStatus.UP:
+                raise ClusterStateError(f"cluster {self.cluster!r} stopped meanwhile (autostop)")
+            job = self.store.submit_job(
+                self.cluster, name=name, demand=demand, secret_names=sorted(secrets), user=user
+            )
         try:
             for node in self._nodes():
                 runner = self.backend.runner(node)
@@ -195,17 +199,24 @@ class JobQueue:
                 seen[rank] = node_jobs.parse_poll(out.output)
             except BackendError as exc:
                 unreachable[rank] = str(exc)
+        # A node missing one poll may be a blip: it is marked unreachable and its jobs are given
+        # up as lost only if it was already unreachable at the previous poll.
+        lost = {
+            r: why for r, why in unreachable.items() if nodes[r].status == NodeStatus.UNREACHABLE
+        }
         ended = []
         for job in running:
-            outcome = self._outcome(job, seen, unreachable)
+            outcome = self._outcome(job, seen, lost, set(unreachable))
             if outcome is None:
                 continue
             status, code, why = outcome
+            states = [seen.get(r, {}).get(job.job_id) for r in job.ranks]
+            still_running = any(s == "running" for s in states) or bool(set(job.ranks) & set(lost))
             with self.store.lock(queue_lock(self.cluster)):
                 current = self.store.job(self.cluster, job.job_id)
                 if current is None or current.status != JobStatus.RUNNING:
                     continue
-                if status != JobStatus.SUCCEEDED:
+                if status != JobStatus.SUCCEEDED and still_running:
                     self._kill(job, skip=set(unreachable))
                 ended.append(
                     self.store.update_job(
@@ -219,20 +230,24 @@ class JobQueue:
                     )
                 )
                 self.store.update_cluster(self.cluster, "a job ended", last_active_at=_now())
-        if unreachable:
-            self._mark_unreachable(nodes, unreachable)
+        back = {r for r in seen if nodes[r].status == NodeStatus.UNREACHABLE}
+        if back or set(unreachable) - set(lost):
+            self._mark_nodes(nodes, unreachable, back)
         return ended
 
     @staticmethod
     def _outcome(
         job: JobRecord,
         seen: Mapping[int, Mapping[int, int | str | None]],
-        unreachable: Mapping[int, str],
+        lost: Mapping[int, str],
+        silent: set[int],
     ) -> tuple[JobStatus, int | None, str] | None:
-        lost = [r for r in job.ranks if r in unreachable]
-        if lost:
-            return JobStatus.LOST, None, f"node {lost[0]} unreachable: {unreachable[lost[0]]}"
-        states = [seen.get(r, {}).get(job.job_id) for r in job.ranks]
+        """How `job` ended, or None while it runs. `lost` nodes are given up on; `silent` ones
+        missed this poll only, and count as still running."""
+        gone = [r for r in job.ranks if r in lost]
+        if gone:
+            return JobStatus.LOST, None, f"node {gone[0]} unreachable: {lost[gone[0]]}"
+        states = ["running" if r in silent else seen.get(r, {}).get(job.job_id) for r in job.ranks]
         if any(s is None for s in states):
             rank = job.ranks[states.index(None)]
             return JobStatus.FAILED, None, f"its process on node {rank} ended without an exit code"
@@ -244,16 +259,28 @@ class JobQueue:
             return JobStatus.SUCCEEDED, 0, "exited with code 0"
         return None
 
-    def _mark_unreachable(self, nodes: Mapping[int, Node], unreachable: Mapping[int, str]) -> None:
-        updated = [
-            n.model_copy(update={"status": NodeStatus.UNREACHABLE}) if r in unreachable else n
-            for r, n in sorted(nodes.items())
-        ]
+    def _mark_nodes(
+        self, nodes: Mapping[int, Node], unreachable: Mapping[int, str], back: set[int]
+    ) -> None:
+        """Record nodes that stopped answering, and nodes that answer again."""
+        updated = []
+        for rank, node in sorted(nodes.items()):
+            if rank in unreachable and node.status != NodeStatus.UNREACHABLE:
+                node = node.model_copy(update={"status": NodeStatus.UNREACHABLE})
+                self.store.record_event(
+                    "node",
+                    unreachable[rank],
+                    cluster=self.cluster,
+                    old="running",
+                    new=f"unreachable (node {rank})",
+                )
+            elif rank in back:
+                node = node.model_copy(update={"status": NodeStatus.RUNNING})
+                self.store.record_event(
+                    "node", "answers again", cluster=self.cluster, new=f"running (node {rank})"
+                )
+            updated.append(node)
         self.store.set_nodes(self.cluster, updated)
-        for rank, why in unreachable.items():
-            self.store.record_event(
-                "node", why, cluster=self.cluster, old="running", new=f"unreachable (node {rank})"
-            )
 
     # -- cancelling and logs ------------------------------------------------------------------
 
@@ -301,6 +328,7 @@ class JobQueue:
             )
         while follow and job.status == JobStatus.PENDING:
             time.sleep(poll)
+            self.refresh()
             self.schedule()
             job = self.store.job(self.cluster, job_id) or job
         nodes = {n.rank: n for n in self._nodes()}
