@@ -28,10 +28,17 @@ def _ssh(settings: BackendSettings) -> Backend:
     return SshBackend(settings.home, trust_new_hosts=settings.trust_new_host_keys)
 
 
+def _aws(settings: BackendSettings) -> Backend:
+    from skyplan.backends.ec2 import Ec2Backend
+
+    return Ec2Backend(settings.home)
+
+
 #: Cloud name → factory. Embedders may register their own.
 BACKENDS: Registry[BackendFactory] = Registry("backend")
 BACKENDS.register("local", _local)
 BACKENDS.register("ssh", _ssh)
+BACKENDS.register("aws", _aws)
 
 #: Backends whose nodes are this machine: they join a launch's candidates only when the task
 #: names them (`infra: local`), so a free local node never wins over the user's clouds by default.
