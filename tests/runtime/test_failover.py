@@ -315,6 +315,18 @@ def test_a_second_launch_reuses_an_up_cluster_without_provisioning(cloud: Cloud)
     assert len(cloud.store.attempts(CLUSTER)) == 1
 
 
+def test_a_second_launch_syncs_the_new_workdir_and_runs_its_setup_again(
+    cloud: Cloud, tmp_path: Path
+) -> None:
+    for version in ("v1", "v2"):
+        (tmp_path / "code").mkdir(exist_ok=True)
+        (tmp_path / "code" / "version").write_text(version)
+        cloud.launch(task=Task(workdir="code", setup="cat version > ../setup-saw"))
+        (node,) = cloud.store.nodes(CLUSTER)
+        assert (Path(node.extra["root"]) / "setup-saw").read_text() == version
+    assert len(cloud.store.attempts(CLUSTER)) == 1
+
+
 def test_a_launch_on_a_stopped_cluster_starts_it(cloud: Cloud) -> None:
     cloud.launch()
     cloud.lifecycle().stop(CLUSTER)

@@ -159,7 +159,12 @@ class Launcher:
                 if record.status == ClusterStatus.STOPPED:
                     record = self._restart(record)
                 if record.step == LaunchStep.READY:
+                    # As SkyPilot does: the new task's files are synced and its setup runs.
                     self.say(f"reusing cluster {spec.cluster!r}")
+                    backend = self.backend_for(record.cloud or "")
+                    nodes = self.store.nodes(spec.cluster)
+                    self.sync(spec, backend, nodes)
+                    self._setup(spec, backend, nodes)
                     return record
             if record is None:
                 now = _now()
