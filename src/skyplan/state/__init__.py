@@ -4,6 +4,8 @@ process on the machine (SQLite) or by several machines (PostgreSQL).
 May import only `skyplan.model`, `skyplan.errors` and SQLAlchemy.
 """
 
-from skyplan.state.store import Lease, Store, default_url
+from skyplan.state.engine import default_url
+from skyplan.state.lease import Lease
+from skyplan.state.store import Store
 
 __all__ = ["Lease", "Store", "default_url"]

@@ -13,31 +13,26 @@ at once (the CLI, a job runner, an autostop daemon):
   their events, so event ids become visible in id order and `events(after_id=...)` is a cursor
   that never skips one.
 
-Uses SQLAlchemy Core only; must not import anything of skyplan but `model` and `errors`.
+The connection setup (URLs, SQLite pragmas, `BEGIN IMMEDIATE`) is `engine`'s; the locks'
+SQL is `lease`'s, run in this store's transactions.
+
+Uses SQLAlchemy Core only; must not import anything of skyplan but `model`, `errors` and the
+rest of `state`.
 """
 
 from __future__ import annotations
 
-import os
-import random
-import secrets
-import socket
-import sqlite3
-import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import event as sa_event
-from sqlalchemy.dialects import postgresql as pg_dialect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Connection, Engine
 
-from skyplan.errors import ClusterNotFound, LockTimeout, StateError
+from skyplan.errors import ClusterNotFound, StateError
 from skyplan.model.node import Node
 from skyplan.model.state import (
     Attempt,
@@ -49,17 +44,13 @@ from skyplan.model.state import (
     JobStatus,
 )
 from skyplan.state import schema
+from skyplan.state.engine import default_url, engine_for, insert_for, masked_url, normalize_url
+from skyplan.state.lease import Lease, Locks
 from skyplan.state.schema import attempts as attempts_t
 from skyplan.state.schema import clusters as clusters_t
 from skyplan.state.schema import events as events_t
 from skyplan.state.schema import jobs as jobs_t
-from skyplan.state.schema import locks as locks_t
 from skyplan.state.schema import nodes as nodes_t
-
-#: How long a SQLite writer waits for another process's write transaction before giving up.
-BUSY_TIMEOUT_S = 30.0
-#: How long connecting to a PostgreSQL server may take, unless the URL says otherwise.
-CONNECT_TIMEOUT_S = 10
 
 _READ_ONLY_CLUSTER = frozenset({"name", "next_job_id"})
 _READ_ONLY_JOB = frozenset({"cluster", "job_id"})
@@ -83,43 +74,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def normalize_url(url: str) -> str:
-    """`url` with PostgreSQL pointed at psycopg 3; StateError for anything but SQLite/PostgreSQL."""
-    for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    scheme = url.split(":", 1)[0]
-    if scheme not in ("sqlite", "postgresql+psycopg") or "://" not in url:
-        raise StateError(
-            f"unsupported state database URL {_masked(url)!r}: use sqlite:///PATH or "
-            "postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
-        )
-    return url
-
-
-def default_url(home: Path | None = None, environ: Mapping[str, str] = os.environ) -> str:
-    """$SKYPLAN_DB_URL if set, else a SQLite file `state.db` in `home`, $SKYPLAN_HOME or
-    ~/.skyplan (created if missing)."""
-    url = environ.get("SKYPLAN_DB_URL")
-    if url:
-        return normalize_url(url)
-    if home is None:
-        env_home = environ.get("SKYPLAN_HOME")
-        home = Path(env_home).expanduser() if env_home else Path.home() / ".skyplan"
-    try:
-        home.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StateError(f"cannot create the skyplan home {home}: {exc.strerror}") from exc
-    return f"sqlite:///{home.resolve() / 'state.db'}"
-
-
-def _masked(url: str) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
-        return url.split("@", 1)[-1] if "@" in url else url
-
-
 def _reason(exc: sa.exc.DBAPIError) -> str:
     """The driver's own words for a database error, without SQLAlchemy's SQL and links."""
     lines = [line.strip() for line in str(exc.orig).splitlines() if line.strip()]
@@ -133,71 +87,6 @@ def _plain(value: Any) -> Any:
 def _values(model: Any) -> dict[str, Any]:
     """A record's fields as column values (enums as their strings)."""
     return {key: _plain(value) for key, value in model.model_dump().items()}
-
-
-def _default_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-
-
-def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
-    # Let SQLAlchemy's begin hook emit BEGIN itself (the driver would defer it to the first write).
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        cursor.execute("PRAGMA foreign_keys = ON")
-        _enable_wal(cursor)
-        cursor.execute("PRAGMA synchronous = NORMAL")
-    finally:
-        cursor.close()
-
-
-def _enable_wal(cursor: Any) -> None:
-    # WAL is a property of the file, set once. While another process is switching a new file to
-    # WAL, SQLite answers "database is locked" at once instead of calling the busy handler.
-    deadline = time.monotonic() + BUSY_TIMEOUT_S
-    while True:
-        try:
-            if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
-                return
-            cursor.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(random.uniform(0.005, 0.05))
-
-
-def _sqlite_on_begin(conn: Connection) -> None:
-    write = conn.get_execution_options().get("skyplan_write", False)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-
-
-def _create_engine(url: str) -> Engine:
-    try:
-        parsed = make_url(url)
-    except sa.exc.ArgumentError as exc:
-        raise StateError(f"invalid state database URL {_masked(url)!r}: {exc}") from exc
-    backend = parsed.get_backend_name()
-    try:
-        if backend == "sqlite":
-            database = parsed.database or ""
-            if database and database != ":memory:" and not database.startswith("file:"):
-                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            engine = sa.create_engine(parsed, connect_args={"timeout": BUSY_TIMEOUT_S})
-            sa_event.listen(engine, "connect", _sqlite_on_connect)
-            sa_event.listen(engine, "begin", _sqlite_on_begin)
-            return engine
-        if backend == "postgresql":
-            args = (
-                {} if "connect_timeout" in parsed.query else {"connect_timeout": CONNECT_TIMEOUT_S}
-            )
-            return sa.create_engine(parsed, connect_args=args)
-    except OSError as exc:
-        raise StateError(f"cannot create the directory of {_masked(url)}: {exc.strerror}") from exc
-    except (ImportError, sa.exc.ArgumentError) as exc:
-        raise StateError(f"cannot use state database URL {_masked(url)!r}: {exc}") from exc
-    raise StateError(f"unsupported state database {backend!r}: use SQLite or PostgreSQL")
 
 
 class _Tx:
@@ -250,15 +139,14 @@ class Store:
     def __init__(self, url: str, engine: Engine) -> None:
         self.url = url
         self._engine = engine
-        self._insert = (
-            pg_dialect.insert if engine.dialect.name == "postgresql" else sqlite_dialect.insert
-        )
+        self._insert = insert_for(engine)
+        self._locks = Locks(self._tx, self._insert)
 
     @classmethod
     def open(cls, url: str | None = None, *, home: Path | None = None) -> Store:
         """Open (creating or migrating it as needed) the store at `url`, or at `default_url()`."""
         url = normalize_url(url) if url else default_url(home)
-        store = cls(url, _create_engine(url))
+        store = cls(url, engine_for(url))
         try:
             with store._tx() as tx:
                 version = schema.read_version(tx.conn)
@@ -274,7 +162,7 @@ class Store:
         return store
 
     def __repr__(self) -> str:
-        return f"Store({_masked(self.url)!r})"
+        return f"Store({masked_url(self.url)!r})"
 
     def __enter__(self) -> Store:
         return self
@@ -299,7 +187,7 @@ class Store:
                     yield tx
                     tx.flush()
         except sa.exc.DBAPIError as exc:
-            raise StateError(f"state store at {_masked(self.url)}: {_reason(exc)}") from exc
+            raise StateError(f"state store at {masked_url(self.url)}: {_reason(exc)}") from exc
 
     # -- clusters ---------------------------------------------------------------------------
 
@@ -610,38 +498,8 @@ class Store:
         """Take lock `name` for `ttl` seconds if it is free, expired, or already `owner`'s —
         or held by an owner that `abandoned(owner)` says is gone (a dead process); None if
         another owner holds it. The default owner is unique to this call."""
-        if ttl <= 0:
-            raise ValueError(f"a lock's ttl must be positive, not {ttl}")
-        owner = owner or _default_owner()
-        now = _now()
-        expires_at = now + timedelta(seconds=ttl)
-        with self._tx(write=True) as tx:
-            query = sa.select(locks_t).where(locks_t.c.name == name).with_for_update()
-            row = tx.conn.execute(query).first()
-            if row is None:
-                insert = (
-                    self._insert(locks_t)
-                    .values(name=name, owner=owner, expires_at=expires_at)
-                    .on_conflict_do_nothing()
-                    .returning(locks_t.c.name)
-                )
-                if tx.conn.execute(insert).first() is None:
-                    return None  # another process created it a moment ago
-            elif (
-                row.owner == owner
-                or row.expires_at <= now
-                or (abandoned is not None and abandoned(row.owner))
-            ):
-                tx.conn.execute(
-                    locks_t.update()
-                    .where(locks_t.c.name == name)
-                    .values(owner=owner, expires_at=expires_at)
-                )
-            else:
-                return None
-        return Lease(self, name, owner, expires_at, ttl)
+        return self._locks.try_lock(name, owner=owner, ttl=ttl, abandoned=abandoned)
 
-    @contextmanager
     def lock(
         self,
         name: str,
@@ -650,95 +508,12 @@ class Store:
         ttl: float = 60.0,
         timeout: float = 30.0,
         abandoned: Callable[[str], bool] | None = None,
-    ) -> Iterator[Lease]:
+    ) -> AbstractContextManager[Lease]:
         """Hold lock `name` for the `with` block, waiting up to `timeout` seconds for it.
 
         LockTimeout (naming the holder) if it stays taken. Renew the lease in blocks that may
         outlast `ttl`, or another process may take the lock over."""
-        owner = owner or _default_owner()
-        deadline = time.monotonic() + timeout
-        pause = 0.02
-        while (lease := self.try_lock(name, owner=owner, ttl=ttl, abandoned=abandoned)) is None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise LockTimeout(self._lock_timeout_message(name, timeout))
-            time.sleep(min(left, pause * random.uniform(0.5, 1.0)))
-            pause = min(pause * 2, 0.5)
-        try:
-            yield lease
-        finally:
-            lease.release()
-
-    def _lock_timeout_message(self, name: str, timeout: float) -> str:
-        with self._tx() as tx:
-            row = tx.conn.execute(sa.select(locks_t).where(locks_t.c.name == name)).first()
-        holder = (
-            f"held by {row.owner} until {row.expires_at:%Y-%m-%d %H:%M:%S} UTC"
-            if row is not None
-            else "held by another process"
-        )
-        return f"gave up waiting {timeout:g} s for lock {name!r}: {holder}"
-
-    def _renew(self, lease: Lease, ttl: float) -> datetime:
-        expires_at = _now() + timedelta(seconds=ttl)
-        mine = (locks_t.c.name == lease.name) & (locks_t.c.owner == lease.owner)
-        with self._tx(write=True) as tx:
-            changed = tx.conn.execute(locks_t.update().where(mine).values(expires_at=expires_at))
-            if changed.rowcount == 0:
-                raise StateError(
-                    f"lock {lease.name!r} is no longer held by {lease.owner}: it expired and "
-                    "another process took it"
-                )
-        return expires_at
-
-    def _release(self, lease: Lease) -> None:
-        mine = (locks_t.c.name == lease.name) & (locks_t.c.owner == lease.owner)
-        with self._tx(write=True) as tx:
-            tx.conn.execute(locks_t.delete().where(mine))
-
-    def _holds(self, lease: Lease) -> bool:
-        mine = (
-            (locks_t.c.name == lease.name)
-            & (locks_t.c.owner == lease.owner)
-            & (locks_t.c.expires_at > _now())
-        )
-        with self._tx() as tx:
-            return tx.conn.execute(sa.select(locks_t.c.name).where(mine)).first() is not None
-
-
-class Lease:
-    """A held lock: `owner` has lock `name` until `expires_at` unless it renews or releases it."""
-
-    def __init__(
-        self, store: Store, name: str, owner: str, expires_at: datetime, ttl: float
-    ) -> None:
-        self._store = store
-        self.name = name
-        self.owner = owner
-        self.expires_at = expires_at
-        self.ttl = ttl
-
-    def __repr__(self) -> str:
-        return f"Lease({self.name!r}, owner={self.owner!r}, expires_at={self.expires_at})"
-
-    def __enter__(self) -> Lease:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.release()
-
-    def renew(self, ttl: float | None = None) -> None:
-        """Extend the lease by `ttl` (default: the one it was taken with) from now; StateError
-        if another owner has taken the lock since it expired."""
-        self.expires_at = self._store._renew(self, self.ttl if ttl is None else ttl)
-
-    def release(self) -> None:
-        """Give the lock up (nothing happens if another owner has taken it since)."""
-        self._store._release(self)
-
-    def held(self) -> bool:
-        """True while this owner holds the lock and it has not expired."""
-        return self._store._holds(self)
+        return self._locks.lock(name, owner=owner, ttl=ttl, timeout=timeout, abandoned=abandoned)
 
 
 def _check_fields(
