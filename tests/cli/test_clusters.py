@@ -179,6 +179,10 @@ def test_check_lists_every_backend_with_a_reason(cli: Cli) -> None:
     assert checks["local"]["ok"] is True
     assert checks["ssh"]["ok"] is False
     assert "ssh_node_pools.yaml" in checks["ssh"]["reason"]
+    assert checks["aws"]["ok"] is False
+    assert "no AWS credentials" in checks["aws"]["reason"]
+    assert checks["kubernetes"]["ok"] is False
+    assert "kubeconfig" in checks["kubernetes"]["reason"]
 
 
 @pytest.mark.parametrize("name", ["9lives", "has space", "semi;colon", "a" * 64, "trailing-"])

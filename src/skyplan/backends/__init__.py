@@ -34,11 +34,18 @@ def _aws(settings: BackendSettings) -> Backend:
     return Ec2Backend(settings.home)
 
 
+def _kubernetes(settings: BackendSettings) -> Backend:
+    from skyplan.backends.kubernetes import KubernetesBackend
+
+    return KubernetesBackend(settings.home)
+
+
 #: Cloud name → factory. Embedders may register their own.
 BACKENDS: Registry[BackendFactory] = Registry("backend")
 BACKENDS.register("local", _local)
 BACKENDS.register("ssh", _ssh)
 BACKENDS.register("aws", _aws)
+BACKENDS.register("kubernetes", _kubernetes)
 
 #: Backends whose nodes are this machine: they join a launch's candidates only when the task
 #: names them (`infra: local`), so a free local node never wins over the user's clouds by default.

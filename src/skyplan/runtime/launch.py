@@ -250,7 +250,7 @@ class Launcher:
                     blocked.clear()
                     continue
             try:
-                return self._attempt(spec.cluster, offer)
+                return self._attempt(spec.cluster, offer, image_for(spec.task, offer))
             except BackendError as exc:
                 if isinstance(exc, TransientError) and transient < TRANSIENT_RETRIES:
                     transient += 1
@@ -264,7 +264,7 @@ class Launcher:
                 offer = None
                 transient = 0
 
-    def _attempt(self, cluster: str, offer: Offer) -> list[Node]:
+    def _attempt(self, cluster: str, offer: Offer, image: str | None) -> list[Node]:
         where = "/".join(p for p in (offer.cloud, offer.region, offer.zone) if p)
         self.say(
             f"provisioning {offer.num_nodes}x {offer.instance_type}"
@@ -294,7 +294,8 @@ class Launcher:
         )
         try:
             backend = self.backend_for(offer.cloud)
-            nodes = backend.provision(ProvisionRequest(cluster=cluster, offer=offer))
+            request = ProvisionRequest(cluster=cluster, offer=offer, image=image)
+            nodes = backend.provision(request)
         except BackendError as exc:
             self.store.finish_attempt(cluster, attempt.number, _outcome(exc), str(exc))
             self._clean_after_failure(cluster, offer.cloud)
@@ -380,6 +381,14 @@ class Launcher:
                 f"stay up: fix the setup and `skyplan launch` again (it resumes at setup), "
                 f"or `skyplan down {spec.cluster}`"
             )
+
+
+def image_for(task: Task, offer: Offer) -> str | None:
+    """The task's `image_id` for `offer`: one image, or a region → image mapping."""
+    image = task.resources.image_id
+    if isinstance(image, dict):
+        return image.get(offer.region)
+    return image
 
 
 def _recorded_offer(record: ClusterRecord) -> Offer:
