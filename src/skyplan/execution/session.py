@@ -242,6 +242,8 @@ class Session:
         hint += "".join(f"; {name} is not usable: {why}" for name, why in unusable.items())
         if "local" not in usable:
             hint += "; `--infra local` runs on this machine"
+        if not usable:  # the requirements removed nothing: there was nothing to start with
+            return NoFeasiblePlacement(exc.task, f"nothing to place it on: {hint}")
         return NoFeasiblePlacement(exc.task, f"{exc.summary} ({hint})", exc.reasons)
 
     def exec(
