@@ -9,6 +9,13 @@ No kube-apiserver, kind, k3s or envtest can be had in this environment (see
 ../shared/TESTING.md), so the backend's contract tests run against this server and, with
 `SKYPLAN_REAL_K8S=1` and a `KUBECONFIG`, against a real cluster.
 
+The fake is four modules, imports pointing one way (each imports only those above it):
+
+- `fake_apimachinery` — quantities, `Status` error bodies, label and field selectors;
+- `fake_scheduler` — the nodes and pods, binding pods to nodes, phases, `Unschedulable`;
+- `fake_exec` — exec over a WebSocket (RFC 6455) speaking `v4.channel.k8s.io`;
+- this module — the HTTP server, routing, creating and patching objects, test helpers.
+
 What it implements (one stdlib `ThreadingHTTPServer` on 127.0.0.1, plain HTTP):
 
 - `GET /version`;
@@ -19,16 +26,14 @@ What it implements (one stdlib `ThreadingHTTPServer` on 127.0.0.1, plain HTTP):
   `spec.nodeName`, `metadata.name`); create with `generateName`, 409 `AlreadyExists`, 422
   `Invalid` for a bad name, label or quantity;
 - `GET|PATCH|DELETE /api/v1/namespaces/{ns}/pods/{name}` (merge patch of metadata only);
-- `GET /api/v1/namespaces/{ns}/pods/{name}/exec` over a WebSocket (RFC 6455 handshake and
-  framing) speaking `v4.channel.k8s.io`: channel 0 stdin, 1 stdout, 2 stderr, 3 the final
-  `Status` (`Success`, or `NonZeroExitCode` with an `ExitCode` cause). The command runs as a
-  local process with the pod's directory as HOME and cwd.
-- a scheduler: a pod is bound to a node whose free allocatable (allocatable minus the requests
-  of pods bound to it) covers its requests and which matches its nodeSelector, required node
-  affinity (`In`, `NotIn`, `Exists`) and tolerations; it goes Running (podIP 10.0.0.N) after
-  `start_delay`. Otherwise it stays Pending with `PodScheduled=False`, reason `Unschedulable`
-  and a message in the real scheduler's words ("0/2 nodes are available: 2 Insufficient
-  nvidia.com/gpu."). Pending pods are retried whenever the server is asked anything.
+- `GET /api/v1/namespaces/{ns}/pods/{name}/exec` over a WebSocket (see `fake_exec`): channel 0
+  stdin, 1 stdout, 2 stderr, 3 the final `Status`. The command runs as a local process with the
+  pod's directory as HOME and cwd.
+- a scheduler (see `fake_scheduler`): a pod is bound to a node whose free allocatable covers its
+  requests and which matches its nodeSelector, required node affinity and tolerations; it goes
+  Running after `start_delay`, or stays Pending with `PodScheduled=False`, reason
+  `Unschedulable` and a message in the real scheduler's words. Pending pods are retried
+  whenever the server is asked anything.
 - errors as real `Status` bodies: 401, 403, 404, 409, 422, 500.
 
 What it does NOT do: watch, TLS, RBAC, namespaces as objects, container images or commands
@@ -45,164 +50,27 @@ Test helpers: `add_node`, `remove_node`, `occupy` (a foreign pod holding resourc
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
 import json
-import os
 import random
 import re
-import select
-import shutil
-import signal
 import socket
 import string
-import struct
-import subprocess
 import threading
-import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.k8s.fake_apimachinery import ApiError, field_match, label_match, now
+from tests.k8s.fake_exec import serve_exec
+from tests.k8s.fake_scheduler import ClusterState, Pod, condition, kill_marked, pod_requests
+
 GPU = "nvidia.com/gpu"
-_WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-_V4 = "v4.channel.k8s.io"
-_MARKER = "SKYPLAN_FAKE_POD"
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
-_SUFFIXES = {
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-    "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"),
-    "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
-}  # fmt: skip
-
-
-def quantity(text: str) -> Decimal:
-    """A Kubernetes quantity ("500m", "16Gi", "2") as a number; ValueError if malformed."""
-    m = re.fullmatch(r"([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)([A-Za-z]*)", str(text).strip())
-    if m is None or (m.group(2) and m.group(2) not in _SUFFIXES):
-        raise ValueError(f"quantities must match the regular expression: {text!r}")
-    try:
-        return Decimal(m.group(1)) * Decimal(_SUFFIXES.get(m.group(2), 1))
-    except InvalidOperation:
-        raise ValueError(f"not a quantity: {text!r}") from None
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def status_body(code: int, reason: str, message: str, **details: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-        "code": code,
-    }
-    if details:
-        body["details"] = details
-    return body
-
-
-class ApiError(Exception):
-    def __init__(self, code: int, reason: str, message: str, **details: Any) -> None:
-        super().__init__(message)
-        self.code = code
-        self.body = status_body(code, reason, message, **details)
-
-
-# -- selectors ----------------------------------------------------------------------------------
-
-
-def _split_terms(selector: str) -> list[str]:
-    terms, depth, cur = [], 0, ""
-    for ch in selector:
-        depth += ch == "("
-        depth -= ch == ")"
-        if ch == "," and depth == 0:
-            terms.append(cur.strip())
-            cur = ""
-        else:
-            cur += ch
-    if cur.strip():
-        terms.append(cur.strip())
-    return terms
-
-
-def label_match(selector: str, labels: dict[str, str]) -> bool:
-    for term in _split_terms(selector):
-        if m := re.fullmatch(r"(\S+)\s+(in|notin)\s+\((.*)\)", term):
-            key, op, values = m.group(1), m.group(2), {v.strip() for v in m.group(3).split(",")}
-            if (op == "in") != (labels.get(key) in values):
-                return False
-        elif m := re.fullmatch(r"([^!=\s]+)\s*(==|=|!=)\s*(\S*)", term):
-            key, op, value = m.groups()
-            if (op == "!=") == (labels.get(key) == value):
-                return False
-        elif term.startswith("!"):
-            if term[1:].strip() in labels:
-                return False
-        elif term not in labels:
-            return False
-    return True
-
-
-_FIELDS = {
-    "status.phase": lambda p: p["status"].get("phase", ""),
-    "spec.nodeName": lambda p: p["spec"].get("nodeName", ""),
-    "metadata.name": lambda p: p["metadata"]["name"],
-    "metadata.namespace": lambda p: p["metadata"]["namespace"],
-}
-
-
-def field_match(selector: str, pod: dict[str, Any]) -> bool:
-    for term in _split_terms(selector):
-        m = re.fullmatch(r"([^!=]+)(==|=|!=)(.*)", term)
-        if m is None or m.group(1) not in _FIELDS:
-            raise ApiError(400, "BadRequest", f'field label not supported: "{term}"')
-        if (m.group(2) == "!=") == (_FIELDS[m.group(1)](pod) == m.group(3)):
-            return False
-    return True
-
-
-# -- the store and scheduler ----------------------------------------------------------------------
-
-
-@dataclass
-class _Pod:
-    obj: dict[str, Any]
-    home: Path
-    requests: dict[str, Decimal]
-    run_at: float | None = None
-    gone_at: float | None = None
-
-    @property
-    def uid(self) -> str:
-        return str(self.obj["metadata"]["uid"])
-
-    @property
-    def bound(self) -> bool:
-        return bool(self.obj["spec"].get("nodeName"))
-
-
-def _requests(spec: dict[str, Any]) -> dict[str, Decimal]:
-    total: dict[str, Decimal] = {}
-    for c in spec.get("containers") or []:
-        res = c.get("resources") or {}
-        amounts = {**(res.get("limits") or {}), **(res.get("requests") or {})}
-        for key, value in amounts.items():
-            total[key] = total.get(key, Decimal(0)) + quantity(value)
-    return total
 
 
 def _validate(pod: dict[str, Any]) -> None:
@@ -225,7 +93,7 @@ def _validate(pod: dict[str, Any]) -> None:
         if not c.get("image"):
             causes.append((f"spec.containers[{i}].image", "Required value"))
     try:
-        _requests(pod.get("spec") or {})
+        pod_requests(pod.get("spec") or {})
     except ValueError as exc:
         causes.append(("spec.containers[0].resources", str(exc)))
     if causes:
@@ -235,248 +103,6 @@ def _validate(pod: dict[str, Any]) -> None:
             name=meta["name"], kind="pods",
             causes=[{"reason": "FieldValueInvalid", "message": m, "field": f} for f, m in causes],
         )  # fmt: skip
-
-
-def _kill_marked(uid: str) -> None:
-    """SIGKILL every process carrying the pod's environment marker (its "container")."""
-    needle = f"{_MARKER}={uid}".encode() + b"\0"
-    for _ in range(3):
-        found = False
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit():
-                continue
-            try:
-                if needle in (proc / "environ").read_bytes():
-                    os.kill(int(proc.name), signal.SIGKILL)
-                    found = True
-            except (OSError, ValueError):
-                continue
-        if not found:
-            return
-        time.sleep(0.05)
-
-
-@dataclass
-class _State:
-    root: Path
-    start_delay: float
-    lock: threading.RLock = field(default_factory=threading.RLock)
-    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
-    pods: dict[tuple[str, str], _Pod] = field(default_factory=dict)
-    namespaces: set[str] = field(default_factory=lambda: {"default", "kube-system"})
-    version: int = 1
-    next_ip: int = 1
-
-    def rv(self) -> str:
-        self.version += 1
-        return str(self.version)
-
-    def free(self, node: str) -> dict[str, Decimal]:
-        alloc = self.nodes[node]["status"]["allocatable"]
-        left = {k: quantity(v) for k, v in alloc.items()}
-        for pod in self.pods.values():
-            if pod.obj["spec"].get("nodeName") == node and pod.obj["status"].get("phase") in (
-                "Pending",
-                "Running",
-            ):
-                for k, v in pod.requests.items():
-                    left[k] = left.get(k, Decimal(0)) - v
-        return left
-
-    def _misfit(self, pod: _Pod, node: dict[str, Any]) -> list[str]:
-        spec, labels = pod.obj["spec"], node["metadata"].get("labels") or {}
-        if node["spec"].get("unschedulable"):
-            return ["node(s) were unschedulable"]
-        selector = spec.get("nodeSelector") or {}
-        terms = (
-            ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
-                "requiredDuringSchedulingIgnoredDuringExecution"
-            )
-            or {}
-        ).get("nodeSelectorTerms") or []
-        if any(labels.get(k) != v for k, v in selector.items()) or (
-            terms and not any(_term_match(t, labels) for t in terms)
-        ):
-            return ["node(s) didn't match Pod's node affinity/selector"]
-        for taint in node["spec"].get("taints") or []:
-            if taint["effect"] in ("NoSchedule", "NoExecute") and not any(
-                _tolerates(t, taint) for t in spec.get("tolerations") or []
-            ):
-                return [f"node(s) had untolerated taint {{{taint['key']}: {taint.get('value')}}}"]
-        free = self.free(node["metadata"]["name"])
-        return [
-            f"Insufficient {k}"
-            for k in sorted(pod.requests)
-            if pod.requests[k] > 0 and pod.requests[k] > free.get(k, Decimal(0))
-        ]
-
-    def tick(self) -> None:
-        """Move every pod on, as a scheduler and kubelets would."""
-        now = time.monotonic()
-        for key, pod in list(self.pods.items()):
-            if pod.gone_at is not None and now >= pod.gone_at:
-                self.pods.pop(key)
-            elif pod.bound and pod.obj["spec"]["nodeName"] not in self.nodes:
-                self._kill(pod)
-                self.pods.pop(key)
-        for pod in sorted(self.pods.values(), key=lambda p: p.obj["metadata"]["resourceVersion"]):
-            if pod.gone_at is not None or pod.obj["status"]["phase"] != "Pending":
-                continue
-            if not pod.bound:
-                self._schedule(pod, now)
-            if pod.bound and pod.run_at is not None and now >= pod.run_at:
-                self._run(pod)
-
-    def _schedule(self, pod: _Pod, now: float) -> None:
-        reasons: dict[str, int] = {}
-        for name in sorted(self.nodes):
-            misfit = self._misfit(pod, self.nodes[name])
-            if not misfit:
-                pod.obj["spec"]["nodeName"] = name
-                pod.run_at = now + self.start_delay
-                pod.obj["status"]["conditions"] = [_cond("PodScheduled", "True")]
-                self._set_container(pod, {"waiting": {"reason": "ContainerCreating"}})
-                pod.obj["metadata"]["resourceVersion"] = self.rv()
-                return
-            for r in misfit:
-                reasons[r] = reasons.get(r, 0) + 1
-        detail = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items()))
-        message = f"0/{len(self.nodes)} nodes are available" + (f": {detail}." if detail else ".")
-        cond = _cond("PodScheduled", "False", "Unschedulable", message)
-        if pod.obj["status"].get("conditions") != [cond]:
-            pod.obj["status"]["conditions"] = [cond]
-            pod.obj["metadata"]["resourceVersion"] = self.rv()
-
-    def _set_container(self, pod: _Pod, state: dict[str, Any]) -> None:
-        pod.obj["status"]["containerStatuses"] = [
-            {
-                "name": c["name"],
-                "image": c["image"],
-                "imageID": f"docker.io/library/{c['image']}@sha256:{'0' * 64}",
-                "ready": "running" in state,
-                "started": "running" in state,
-                "restartCount": 0,
-                "state": state,
-            }
-            for c in pod.obj["spec"]["containers"]
-        ]
-
-    def _run(self, pod: _Pod) -> None:
-        pod.home.mkdir(parents=True, exist_ok=True)
-        ip, node = f"10.0.0.{self.next_ip}", self.nodes[pod.obj["spec"]["nodeName"]]
-        self.next_ip += 1
-        pod.obj["status"].update(
-            phase="Running",
-            podIP=ip,
-            podIPs=[{"ip": ip}],
-            hostIP=node["status"]["addresses"][0]["address"],
-            startTime=_now(),
-            conditions=[
-                _cond(t, "True")
-                for t in ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady",
-                          "PodScheduled")
-            ],
-        )  # fmt: skip
-        self._set_container(pod, {"running": {"startedAt": _now()}})
-        pod.obj["metadata"]["resourceVersion"] = self.rv()
-
-    def _kill(self, pod: _Pod) -> None:
-        _kill_marked(pod.uid)
-        shutil.rmtree(pod.home, ignore_errors=True)
-
-    def delete(self, pod: _Pod, grace: float) -> None:
-        if pod.gone_at is None:
-            pod.obj["metadata"]["deletionTimestamp"] = _now()
-            pod.obj["metadata"]["deletionGracePeriodSeconds"] = int(grace)
-            pod.obj["metadata"]["resourceVersion"] = self.rv()
-            # Terminating for a moment (a tenth of the grace period, at most 0.3 s).
-            pod.gone_at = time.monotonic() + min(grace / 10, 0.3)
-            self._kill(pod)
-
-
-def _cond(kind: str, status: str, reason: str | None = None, message: str | None = None) -> dict:
-    c: dict[str, Any] = {"type": kind, "status": status, "lastTransitionTime": _now()}
-    if reason:
-        c["reason"] = reason
-    if message:
-        c["message"] = message
-    return c
-
-
-def _term_match(term: dict[str, Any], labels: dict[str, str]) -> bool:
-    for req in term.get("matchExpressions") or []:
-        key, op, values = req["key"], req["operator"], req.get("values") or []
-        ok = {
-            "In": labels.get(key) in values,
-            "NotIn": labels.get(key) not in values,
-            "Exists": key in labels,
-            "DoesNotExist": key not in labels,
-        }.get(op, False)
-        if not ok:
-            return False
-    return True
-
-
-def _tolerates(tol: dict[str, Any], taint: dict[str, Any]) -> bool:
-    if tol.get("effect") and tol["effect"] != taint["effect"]:
-        return False
-    if tol.get("operator") == "Exists":
-        return not tol.get("key") or tol["key"] == taint["key"]
-    return bool(tol.get("key") == taint["key"] and tol.get("value") == taint.get("value"))
-
-
-# -- WebSocket (RFC 6455), server side -----------------------------------------------------------
-
-
-class _WebSocket:
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.lock = threading.Lock()
-        self.buf = b""
-
-    def send(self, payload: bytes, opcode: int = 0x2) -> None:
-        n = len(payload)
-        head = bytes([0x80 | opcode])
-        if n < 126:
-            head += bytes([n])
-        elif n < 65536:
-            head += bytes([126]) + struct.pack("!H", n)
-        else:
-            head += bytes([127]) + struct.pack("!Q", n)
-        with self.lock, contextlib.suppress(OSError):
-            self.sock.sendall(head + payload)
-
-    def _read(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("client went away")
-            self.buf += chunk
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
-
-    def recv(self) -> tuple[int, bytes]:
-        """One whole message (continuations joined): (opcode, payload)."""
-        opcode, data = None, b""
-        while True:
-            b0, b1 = self._read(2)
-            n = b1 & 0x7F
-            if n == 126:
-                n = struct.unpack("!H", self._read(2))[0]
-            elif n == 127:
-                n = struct.unpack("!Q", self._read(8))[0]
-            mask = self._read(4) if b1 & 0x80 else b"\0\0\0\0"
-            payload = bytes(c ^ mask[i % 4] for i, c in enumerate(self._read(n)))
-            op = b0 & 0x0F
-            if op >= 0x8:  # control frames may interleave
-                return op, payload
-            opcode = op if opcode is None else opcode
-            data += payload
-            if b0 & 0x80:
-                return opcode or 0x2, data
-
-    def readable(self, timeout: float) -> bool:
-        return bool(self.buf) or bool(select.select([self.sock], [], [], timeout)[0])
 
 
 # -- HTTP -----------------------------------------------------------------------------------------
@@ -545,118 +171,11 @@ class _Handler(BaseHTTPRequestHandler):
     # -- exec ----------------------------------------------------------------------------------
 
     def _exec(self, path: str, query: dict[str, list[str]]) -> None:
-        fake = self.server.fake
         m = re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods/([^/]+)/exec", path)
         if m is None:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
-        pod = fake.running_pod(m.group(1), m.group(2))
-        offered = [p.strip() for p in self.headers.get("Sec-WebSocket-Protocol", "").split(",")]
-        if _V4 not in offered:
-            raise ApiError(400, "BadRequest", f"only {_V4} is supported by this fake")
-        command = query.get("command") or []
-        if not command:
-            raise ApiError(400, "BadRequest", "you must specify at least 1 command")
-        key = self.headers["Sec-WebSocket-Key"]
-        accept = base64.b64encode(hashlib.sha1((key + _WS_GUID).encode()).digest()).decode()
-        self.send_response(101, "Switching Protocols")
-        self.send_header("Upgrade", "websocket")
-        self.send_header("Connection", "Upgrade")
-        self.send_header("Sec-WebSocket-Accept", accept)
-        self.send_header("Sec-WebSocket-Protocol", _V4)
-        self.end_headers()
-        self.wfile.flush()
-        self.close_connection = True
-        ws = _WebSocket(self.connection)
-        _ExecSession(ws, pod, command, query.get("stdin") == ["true"]).run()
-
-
-class _ExecSession:
-    """One exec: a local process whose output goes out on channels 1 and 2."""
-
-    def __init__(self, ws: _WebSocket, pod: _Pod, command: list[str], stdin: bool) -> None:
-        self.ws, self.pod, self.command, self.stdin = ws, pod, command, stdin
-
-    def run(self) -> None:
-        env = {**os.environ, "HOME": str(self.pod.home), _MARKER: self.pod.uid}
-        env.pop("KUBECONFIG", None)
-        try:
-            proc = subprocess.Popen(
-                self.command,
-                cwd=self.pod.home,
-                env=env,
-                stdin=subprocess.PIPE if self.stdin else subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            self._finish(
-                status_body(500, "InternalError", f"failed to exec in container: {exc}")
-                | {"code": 500}
-            )
-            return
-        pumps = [
-            threading.Thread(target=self._pump, args=(proc.stdout, 1)),
-            threading.Thread(target=self._pump, args=(proc.stderr, 2)),
-        ]
-        for t in pumps:
-            t.start()
-        gone = False
-        try:
-            while any(t.is_alive() for t in pumps) or proc.poll() is None:
-                if not self.ws.readable(0.05):
-                    continue
-                op, data = self.ws.recv()
-                if op == 0x8:
-                    gone = True
-                    break
-                if op == 0x9:
-                    self.ws.send(data, 0xA)
-                elif op in (0x1, 0x2) and data[:1] == b"\0" and proc.stdin is not None:
-                    with contextlib.suppress(OSError):
-                        proc.stdin.write(data[1:])
-                        proc.stdin.flush()
-        except (ConnectionError, OSError):
-            gone = True
-        if gone:  # the client hung up: stop what it started (see the module docstring)
-            with contextlib.suppress(OSError):
-                os.killpg(proc.pid, signal.SIGKILL)
-        if proc.stdin is not None:
-            with contextlib.suppress(OSError):
-                proc.stdin.close()
-        for t in pumps:
-            t.join()
-        code = proc.wait()
-        if gone:
-            return
-        code = 128 - code if code < 0 else code
-        if code == 0:
-            self._finish({"metadata": {}, "status": "Success"})
-        else:
-            self._finish(
-                {
-                    "metadata": {},
-                    "status": "Failure",
-                    "message": f"command terminated with non-zero exit code: exit code {code}",
-                    "reason": "NonZeroExitCode",
-                    "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]},
-                }
-            )
-
-    def _pump(self, stream: Any, channel: int) -> None:
-        with stream:
-            while chunk := os.read(stream.fileno(), 65536):
-                self.ws.send(bytes([channel]) + chunk)
-
-    def _finish(self, status: dict[str, Any]) -> None:
-        self.ws.send(b"\x03" + json.dumps(status).encode())
-        self.ws.send(struct.pack("!H", 1000), 0x8)
-        # Wait briefly for the client's close frame, as a real server would.
-        deadline = time.monotonic() + 1.0
-        with contextlib.suppress(ConnectionError, OSError):
-            while time.monotonic() < deadline and self.ws.readable(0.05):
-                if self.ws.recv()[0] == 0x8:
-                    break
+        pod = self.server.fake.running_pod(m.group(1), m.group(2))
+        serve_exec(self, pod, query)
 
 
 class _Server(ThreadingHTTPServer):
@@ -691,7 +210,7 @@ class FakeApiServer:
     ) -> None:
         self.name = name
         self.token = token
-        self.state = _State(root, start_delay)
+        self.state = ClusterState(root, start_delay)
         self.requests: list[str] = []
         self._refuse = False
         self._forbidden: list[str] = []
@@ -717,7 +236,7 @@ class FakeApiServer:
     def close(self) -> None:
         with self.state.lock:
             for pod in self.state.pods.values():
-                _kill_marked(pod.uid)
+                kill_marked(pod.uid)
         if self._server is not None:
             self._server.shutdown()
             self._server.drop_connections()
@@ -759,7 +278,7 @@ class FakeApiServer:
                     "name": name,
                     "uid": str(uuid.uuid4()),
                     "resourceVersion": self.state.rv(),
-                    "creationTimestamp": _now(),
+                    "creationTimestamp": now(),
                     "labels": {
                         "kubernetes.io/hostname": name,
                         "kubernetes.io/arch": arch,
@@ -772,7 +291,9 @@ class FakeApiServer:
                     "capacity": dict(resources),
                     "allocatable": dict(resources),
                     "conditions": [
-                        _cond("Ready", "True", "KubeletReady", "kubelet is posting ready status")
+                        condition(
+                            "Ready", "True", "KubeletReady", "kubelet is posting ready status"
+                        )
                     ],
                     "addresses": [
                         {"type": "InternalIP", "address": f"192.168.0.{n}"},
@@ -910,7 +431,7 @@ class FakeApiServer:
                     return 200, pod.obj
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
 
-    def running_pod(self, namespace: str, name: str) -> _Pod:
+    def running_pod(self, namespace: str, name: str) -> Pod:
         with self.state.lock:
             self.state.tick()
             pod = self._get(self._namespace(namespace), name)
@@ -927,7 +448,7 @@ class FakeApiServer:
             )
         return ns
 
-    def _get(self, ns: str, name: str) -> _Pod:
+    def _get(self, ns: str, name: str) -> Pod:
         pod = self.state.pods.get((ns, name))
         if pod is None:
             raise ApiError(404, "NotFound", f'pods "{name}" not found', name=name, kind="pods")
@@ -944,7 +465,7 @@ class FakeApiServer:
         ]
         return _list("PodList", items, self.state.version)
 
-    def _create(self, ns: str, body: dict[str, Any]) -> _Pod:
+    def _create(self, ns: str, body: dict[str, Any]) -> Pod:
         st = self.state
         meta = dict(body.get("metadata") or {})
         if not meta.get("name"):
@@ -963,7 +484,7 @@ class FakeApiServer:
             namespace=ns,
             uid=str(uuid.uuid4()),
             resourceVersion=st.rv(),
-            creationTimestamp=_now(),
+            creationTimestamp=now(),
         )
         spec = dict(body.get("spec") or {})
         spec.setdefault("restartPolicy", "Always")
@@ -972,11 +493,11 @@ class FakeApiServer:
         obj = {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec,
                "status": {"phase": "Pending", "qosClass": "Burstable"}}  # fmt: skip
         _validate(obj)
-        pod = _Pod(obj, st.root / f"{ns}.{name}.{meta['uid'][:8]}", _requests(spec))
+        pod = Pod(obj, st.root / f"{ns}.{name}.{meta['uid'][:8]}", pod_requests(spec))
         st.pods[(ns, name)] = pod
         return pod
 
-    def _patch(self, pod: _Pod, body: dict[str, Any]) -> None:
+    def _patch(self, pod: Pod, body: dict[str, Any]) -> None:
         meta = (body or {}).get("metadata") or {}
         for key in ("labels", "annotations"):
             if key in meta:

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 import websocket
 
-from tests.k8s.fake_apiserver import FakeApiServer, label_match, quantity
+from tests.k8s.fake_apimachinery import label_match, quantity
+from tests.k8s.fake_apiserver import FakeApiServer
 
 TOKEN = "t0ken"
 PODS = "/api/v1/namespaces/default/pods"

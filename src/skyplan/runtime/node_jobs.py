@@ -2,7 +2,7 @@
 follows and kills it through any backend's `CommandRunner`.
 
 A job's directory (`layout.job_dir`) holds `run.sh` (the user's command), `env` (its
-environment), `secrets` (mode 0600 in a 0700 directory, read and deleted as the job starts),
+environment), `secrets` (mode 0600, read and deleted as the job starts),
 `log`, `pgid` and, once it ends, `rc`. The job runs in its own session (`setsid`), so it outlives
 the connection that started it and `kill -- -PGID` stops all of its processes.
 """
@@ -32,7 +32,8 @@ def write_job(
 ) -> None:
     """Put a job's files on a node (before it may start)."""
     directory = job_dir(root, job_id)
-    runner.run(f"mkdir -p -m 700 {shlex.quote(directory)}", timeout=60)
+    # One copy, no extra command: `put` creates the directory and keeps each file's mode, so
+    # `secrets` arrives readable by its owner only.
     with tempfile.TemporaryDirectory(prefix="skyplan-job-") as tmp:
         staging = Path(tmp)
         (staging / "run.sh").write_text(command + "\n")
