@@ -45,10 +45,13 @@ def write_job(
 
 
 def start_script(root: str, job_id: int, extra_env: Mapping[str, str]) -> str:
-    """Start the job detached; returns once its process group id is on disk."""
+    """Start the job detached; returns once its process group id is on disk.
+
+    A background job of a non-interactive shell is not a process group leader, so `setsid`
+    makes it one without forking: `$!` is the new session's (and process group's) id."""
     d = shlex.quote(job_dir(root, job_id))
     body = (
-        "echo $$ > pgid; set -a; . ./env; "
+        "set -a; . ./env; "
         + "".join(f"{k}={shlex.quote(v)}; " for k, v in extra_env.items())
         + "[ -f secrets ] && { . ./secrets; rm -f secrets; }; set +a; "
         + f"cd {WORKDIR} 2>/dev/null || cd ~; "
@@ -56,8 +59,8 @@ def start_script(root: str, job_id: int, extra_env: Mapping[str, str]) -> str:
     )
     return (
         f"cd {d} && rm -f rc pgid && "
-        f"(setsid nohup bash -c {shlex.quote(body)} > /dev/null 2>&1 < /dev/null &) && "
-        "for _ in $(seq 500); do [ -s pgid ] && exit 0; sleep 0.01; done; exit 1"
+        f"(setsid nohup bash -c {shlex.quote(body)} > /dev/null 2>&1 < /dev/null & "
+        "echo $! > pgid)"
     )
 
 
