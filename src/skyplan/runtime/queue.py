@@ -90,15 +90,18 @@ class JobQueue:
                 runner = self.backend.runner(node)
                 node_jobs.write_job(runner, node.extra["root"], job.job_id, command, envs, secrets)
         except BackendError as exc:
-            return self.store.update_job(
-                self.cluster,
-                job.job_id,
-                f"its files could not be written: {exc}",
-                status=JobStatus.FAILED,
-                ended_at=_now(),
-                message=str(exc),
-            )
+            return self._fail(job, "its files could not be written", exc)
         return job
+
+    def _fail(self, job: JobRecord, what: str, exc: Exception) -> JobRecord:
+        return self.store.update_job(
+            self.cluster,
+            job.job_id,
+            f"{what}: {exc}",
+            status=JobStatus.FAILED,
+            ended_at=_now(),
+            message=str(exc),
+        )
 
     # -- scheduling ---------------------------------------------------------------------------
 
@@ -168,14 +171,7 @@ class JobQueue:
                     raise ClusterStateError(f"node {rank} did not start it: {result.output}")
         except (BackendError, ClusterStateError) as exc:
             self._kill(started)
-            return self.store.update_job(
-                self.cluster,
-                job.job_id,
-                f"could not start: {exc}",
-                status=JobStatus.FAILED,
-                ended_at=_now(),
-                message=str(exc),
-            )
+            return self._fail(job, "could not start", exc)
         return started
 
     # -- observing ----------------------------------------------------------------------------
