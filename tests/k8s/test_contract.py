@@ -542,10 +542,9 @@ def test_a_session_launches_and_runs_on_a_context(
     ctx = kube.contexts[0]
     monkeypatch.setenv("KUBECONFIG", kube.kubeconfig)
     monkeypatch.setenv("SKYPLAN_K8S_CONTEXTS", ",".join(kube.contexts))
-    if "kubernetes" not in BACKENDS:  # until the backend is registered by skyplan.backends
-        monkeypatch.setitem(
-            BACKENDS._items, "kubernetes", lambda s: KubernetesBackend(s.home, poll_interval=0.1)
-        )
+    monkeypatch.setitem(
+        BACKENDS._items, "kubernetes", lambda s: KubernetesBackend(s.home, poll_interval=0.1)
+    )
     task = Task.model_validate(
         {"resources": {"infra": f"k8s/{ctx}", "cpus": "1+"}, "num_nodes": 2,
          "run": 'echo "hello from $SKYPILOT_NODE_RANK of $SKYPILOT_NUM_NODES"'}
@@ -557,7 +556,17 @@ def test_a_session_launches_and_runs_on_a_context(
         assert result.job is not None
         session.logs(cluster, result.job.job_id, follow=True, sink=lines.append)
         assert sorted(lines) == ["(rank=0) hello from 0 of 2", "(rank=1) hello from 1 of 2"]
+        job = session.exec_command(cluster, "echo again on $SKYPILOT_NODE_RANK", start_agent=False)
+        lines.clear()
+        assert session.logs(cluster, job.job_id, sink=lines.append).status.value == "succeeded"
+        assert lines == ["again on 0"]  # a bare command runs on one node, as `sky exec` does
+        with pytest.raises(InvalidRequestError, match="cannot stop a pod"):
+            session.stop(cluster)
+        with pytest.raises(InvalidRequestError, match="--down"):
+            session.autostop(cluster, 10)
+        session.autostop(cluster, 10, down=True)
         (view,) = session.status([cluster])
+        assert view.record.autostop_down
         session.down(cluster)
     assert view.record.cloud == "kubernetes" and view.record.region == ctx
     assert not REAL or cluster not in KubernetesBackend(tmp_path).owned()
