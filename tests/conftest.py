@@ -17,6 +17,14 @@ for _name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
 os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
 os.environ["AWS_CONFIG_FILE"] = os.devnull
 os.environ.pop("SKYPLAN_AWS_ENDPOINT", None)
+for _name in (
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "AZURE_TENANT_ID",
+    "AZURE_CLIENT_ID",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_SUBSCRIPTION_ID",
+):
+    os.environ.pop(_name, None)
 if os.environ.get("SKYPLAN_REAL_K8S") != "1":
     os.environ["KUBECONFIG"] = os.devnull
 

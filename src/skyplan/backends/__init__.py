@@ -34,6 +34,18 @@ def _aws(settings: BackendSettings) -> Backend:
     return Ec2Backend(settings.home)
 
 
+def _gcp(settings: BackendSettings) -> Backend:
+    from skyplan.backends.gce import GceBackend
+
+    return GceBackend(settings.home)
+
+
+def _azure(settings: BackendSettings) -> Backend:
+    from skyplan.backends.azure import AzureBackend
+
+    return AzureBackend(settings.home)
+
+
 def _kubernetes(settings: BackendSettings) -> Backend:
     from skyplan.backends.kubernetes import KubernetesBackend
 
@@ -45,6 +57,8 @@ BACKENDS: Registry[BackendFactory] = Registry("backend")
 BACKENDS.register("local", _local)
 BACKENDS.register("ssh", _ssh)
 BACKENDS.register("aws", _aws)
+BACKENDS.register("gcp", _gcp)
+BACKENDS.register("azure", _azure)
 BACKENDS.register("kubernetes", _kubernetes)
 
 #: Backends whose nodes are this machine: they join a launch's candidates only when the task

@@ -5,6 +5,9 @@
     <home>/aws/regions.json      every region a launch was ever made in (read by `down`)
     <home>/aws/known_hosts       the instances' pinned SSH host keys
 
+The other VM clouds (`gcp`, `azure`) keep the same files under `<home>/<cloud>` through the same
+`CloudHome`; what their "places" file records (if they use it) is theirs to say.
+
 Writes are atomic (a temporary file renamed or linked into place) and the read-modify-write
 files are locked, so concurrent skyplan processes share them safely. No network here.
 """
@@ -57,33 +60,35 @@ def find_credentials(environ: Mapping[str, str]) -> Credentials | None:
     )
 
 
-class AwsHome:
-    """The files under `<home>/aws`."""
+class CloudHome:
+    """The files under `<home>/<cloud>`: the SSH key, the pinned host keys, and the places
+    (regions, resource groups, …) launches were made in, recorded in `<places>.json`."""
 
-    def __init__(self, home: Path) -> None:
-        self.dir = home / "aws"
+    def __init__(self, home: Path, cloud: str, places: str = "regions") -> None:
+        self.dir = home / cloud
         self.known_hosts = self.dir / "known_hosts"
         self.identity_file = self.dir / "id_skyplan"
-        self._regions = self.dir / "regions.json"
+        self._key = places
+        self._places = self.dir / f"{places}.json"
 
-    def regions(self) -> list[str]:
-        """Every region a launch was ever made in, in the order they were first used."""
+    def places(self) -> list[str]:
+        """Every place a launch was ever made in, in the order they were first used."""
         try:
-            return [str(r) for r in json.loads(self._regions.read_text())["regions"]]
+            return [str(r) for r in json.loads(self._places.read_text())[self._key]]
         except (OSError, ValueError, KeyError, TypeError):
             return []
 
-    def touch(self, region: str) -> None:
-        """Record `region` as one that may hold instances (call it before creating any)."""
+    def touch(self, place: str) -> None:
+        """Record `place` as one that may hold nodes (call it before creating any)."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.dir / "regions.lock", "w") as lock:
+        with open(self.dir / f"{self._key}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            known = self.regions()
-            if region in known:
+            known = self.places()
+            if place in known:
                 return
-            tmp = self._regions.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"regions": [*known, region]}, indent=1) + "\n")
-            tmp.replace(self._regions)
+            tmp = self._places.with_suffix(".tmp")
+            tmp.write_text(json.dumps({self._key: [*known, place]}, indent=1) + "\n")
+            tmp.replace(self._places)
 
     def public_key(self) -> str:
         """The OpenSSH public key of `id_skyplan`, generating the key pair the first time."""
@@ -115,7 +120,7 @@ class AwsHome:
         return public.decode()
 
     def forget_hosts(self, hosts: Iterable[str]) -> None:
-        """Drop the known-hosts lines of `hosts`: EC2 gives their addresses to other machines,
+        """Drop the known-hosts lines of `hosts`: clouds give their addresses to other machines,
         whose new keys would otherwise be refused as a changed key."""
         names = {h for h in hosts if h}
         names |= {f"[{h}]:22" for h in names}
@@ -129,3 +134,14 @@ class AwsHome:
                 f.seek(0)
                 f.writelines(kept)
                 f.truncate()
+
+
+class AwsHome(CloudHome):
+    """The files under `<home>/aws`; its places are regions."""
+
+    def __init__(self, home: Path) -> None:
+        super().__init__(home, "aws", "regions")
+
+    def regions(self) -> list[str]:
+        """Every region a launch was ever made in, in the order they were first used."""
+        return self.places()
