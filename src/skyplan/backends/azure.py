@@ -42,6 +42,7 @@ from skyplan.backends.azure_group import (
     open_driver,
 )
 from skyplan.backends.ec2_home import CloudHome
+from skyplan.backends.vm import by_cluster, vm_runner
 from skyplan.errors import AuthError, BackendError, InputError, InvalidRequestError, Scope
 from skyplan.model.node import (
     BackendCheck,
@@ -311,27 +312,12 @@ class AzureBackend:
         return sorted(found, key=lambda n: (n.rank, n.node_id))
 
     def owned(self) -> dict[str, list[Node]]:
-        found: dict[str, list[Node]] = {}
-        for group, vms in self._found():
-            for vm in vms:
-                node = self._node(vm, group.name)
-                found.setdefault(node.cluster, []).append(node)
-        return {c: sorted(ns, key=lambda n: (n.rank, n.node_id)) for c, ns in sorted(found.items())}
+        return by_cluster(self._node(vm, group.name) for group, vms in self._found() for vm in vms)
 
     def runner(self, node: Node) -> SshRunner:
         """An SSH runner for `node`, trusting its host key on first use (a new VM makes its key
         at first boot) and pinning it in `<home>/azure/known_hosts`."""
-        from skyplan.backends.ssh_runner import SshRunner
-
-        return SshRunner(
-            node.extra["host"],
-            int(node.extra.get("port", "22")),
-            node.extra["user"],
-            node.extra["identity_file"],
-            known_hosts=self.home.known_hosts,
-            trust_new=True,
-            scope=Scope(NAME, node.region),
-        )
+        return vm_runner(node, self.home.known_hosts, Scope(NAME, node.region))
 
     # -- stop, start, terminate -----------------------------------------------------------------
 

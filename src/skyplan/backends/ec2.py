@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from skyplan.backends.ec2_errors import CLOUD
 from skyplan.backends.ec2_home import AwsHome, Credentials, find_credentials
 from skyplan.backends.ec2_region import Region, open_driver
+from skyplan.backends.vm import by_cluster, vm_runner
 from skyplan.errors import AuthError, BackendError, CapacityError, InvalidRequestError, Scope
 from skyplan.model.node import (
     BackendCheck,
@@ -281,12 +282,11 @@ class Ec2Backend:
         return sorted(found, key=lambda n: (n.rank, n.node_id))
 
     def owned(self) -> dict[str, list[Node]]:
-        found: dict[str, list[Node]] = {}
-        for name in self.regions():
-            for inst in self._region(name).live(**{"tag-key": CLUSTER_TAG}):
-                node = self._node(inst, name)
-                found.setdefault(node.cluster, []).append(node)
-        return {c: sorted(ns, key=lambda n: (n.rank, n.node_id)) for c, ns in sorted(found.items())}
+        return by_cluster(
+            self._node(inst, name)
+            for name in self.regions()
+            for inst in self._region(name).live(**{"tag-key": CLUSTER_TAG})
+        )
 
     def runner(self, node: Node) -> SshRunner:
         """An SSH runner for `node`. It trusts the host key on first use (`trust_new=True`): a
@@ -294,17 +294,7 @@ class Ec2Backend:
         beforehand (the console output has it only minutes later, and not on every image). The
         key is pinned from then on in `<home>/aws/known_hosts`; `terminate` forgets the
         addresses it frees, because EC2 hands public IPs to other instances again."""
-        from skyplan.backends.ssh_runner import SshRunner
-
-        return SshRunner(
-            node.extra["host"],
-            int(node.extra.get("port", "22")),
-            node.extra["user"],
-            node.extra["identity_file"],
-            known_hosts=self.home.known_hosts,
-            trust_new=True,
-            scope=Scope(NAME, node.region, node.zone),
-        )
+        return vm_runner(node, self.home.known_hosts, Scope(NAME, node.region, node.zone))
 
     # -- stop, start, terminate -----------------------------------------------------------------
 

@@ -45,6 +45,7 @@ from skyplan.backends.gce_project import (
     machine_args,
     open_driver,
 )
+from skyplan.backends.vm import by_cluster, vm_runner
 from skyplan.errors import (
     AuthError,
     BackendError,
@@ -304,26 +305,12 @@ class GceBackend:
         return sorted(found, key=lambda n: (n.rank, n.node_id))
 
     def owned(self) -> dict[str, list[Node]]:
-        found: dict[str, list[Node]] = {}
-        for inst in self._instances():
-            node = self._node(inst)
-            found.setdefault(node.cluster, []).append(node)
-        return {c: sorted(ns, key=lambda n: (n.rank, n.node_id)) for c, ns in sorted(found.items())}
+        return by_cluster(self._node(inst) for inst in self._instances())
 
     def runner(self, node: Node) -> SshRunner:
         """An SSH runner for `node`, trusting its host key on first use (a new VM makes its key
         at first boot; see `docs/backends/gcp.md`) and pinning it in `<home>/gcp/known_hosts`."""
-        from skyplan.backends.ssh_runner import SshRunner
-
-        return SshRunner(
-            node.extra["host"],
-            int(node.extra.get("port", "22")),
-            node.extra["user"],
-            node.extra["identity_file"],
-            known_hosts=self.home.known_hosts,
-            trust_new=True,
-            scope=Scope(NAME, node.region, node.zone),
-        )
+        return vm_runner(node, self.home.known_hosts, Scope(NAME, node.region, node.zone))
 
     # -- stop, start, terminate -----------------------------------------------------------------
 
