@@ -164,6 +164,15 @@ def test_schedule(
     assert [job for job, _ in started] == sorted(expected), "started in queue order"
 
 
+def test_a_starving_job_stops_backfill_behind_it() -> None:
+    pending = list(enumerate([need(1), need(2, cpus=1), need(0.5), need(1)], start=1))
+    free = empty_cluster(1, 4, 2)
+    # Job 1 takes a device; job 2 (both devices) does not fit; 3 and 4 would backfill...
+    assert [j for j, _ in schedule(pending, empty_cluster(1, 4, 2))] == [1, 3]
+    # ...unless job 2 has waited too long: then only what is ahead of it starts.
+    assert [j for j, _ in schedule(pending, free, starving=2)] == [1]
+
+
 # -- never_fits --------------------------------------------------------------------------------
 
 NEVER_FITS_CASES = [

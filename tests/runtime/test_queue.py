@@ -9,6 +9,7 @@ import os
 import secrets
 import signal
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from skyplan.errors import ClusterStateError, TransientError
 from skyplan.execution.session import Session
 from skyplan.model.node import Node, NodeStatus
 from skyplan.model.state import ClusterStatus, JobDemand, JobStatus
-from skyplan.runtime import JobQueue
+from skyplan.runtime import JobQueue, fit
 from skyplan.state import Store
 from tests.runtime.conftest import (
     ClusterFactory,
@@ -94,6 +95,22 @@ def test_a_big_job_waits_and_a_later_small_one_backfills(
     finished(queue, first.job_id)
     assert [j.job_id for j in queue.schedule()] == [big.job_id]
     assert finished(queue, big.job_id).status == JobStatus.SUCCEEDED
+
+
+def test_a_job_waiting_past_the_starvation_limit_is_not_passed_any_more(
+    local_cluster: ClusterFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = local_cluster(gpus=1)
+    first = submit(queue, gate(tmp_path / "go"), demand(1))
+    queue.schedule()
+    big = submit(queue, "true", demand(1))
+    monkeypatch.setattr(fit, "STARVATION", timedelta(0))  # `big` has waited long enough
+    small = submit(queue, "true", demand(0))
+    assert queue.schedule() == []
+    assert statuses(queue)[small.job_id] == JobStatus.PENDING
+    (tmp_path / "go").touch()
+    finished(queue, first.job_id)
+    assert [j.job_id for j in queue.schedule()] == [big.job_id, small.job_id]
 
 
 def test_fractional_gpu_jobs_share_a_device_up_to_one(

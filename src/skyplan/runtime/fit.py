@@ -4,7 +4,8 @@ Each node offers `vcpus` CPUs and `gpus` accelerator devices; a job takes `cpus`
 `accelerator_count` on each of `num_nodes` nodes. A whole count (2) takes that many free
 devices; a fraction (0.5) shares one device with other fractional jobs, never beyond 1.0.
 The queue is FIFO with backfill: a job that does not fit now waits, and later jobs that do
-fit start before it.
+fit start before it — until the oldest waiting job has waited `STARVATION` long; from then on
+nothing passes it, so it starts as soon as the jobs ahead of it free its resources.
 """
 
 from __future__ import annotations
@@ -12,10 +13,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from skyplan.model.state import JobDemand
 
 _EPS = 1e-9
+#: How long the oldest pending job may be passed by backfilled jobs before the queue turns
+#: strict FIFO for it.
+STARVATION = timedelta(minutes=10)
 
 
 @dataclass
@@ -106,13 +111,21 @@ def never_fits(demand: JobDemand, num_nodes: int, vcpus: float, gpus: float) -> 
 
 
 def schedule(
-    pending: Sequence[tuple[int, JobDemand]], free: list[NodeFree]
+    pending: Sequence[tuple[int, JobDemand]],
+    free: list[NodeFree],
+    *,
+    starving: int | None = None,
 ) -> list[tuple[int, Assignment]]:
-    """FIFO with backfill: walk pending jobs in order and start every one that fits now."""
+    """FIFO with backfill: walk pending jobs in order and start every one that fits now.
+
+    `starving` names a job that has waited too long: once the walk reaches it and it does not
+    fit, nothing after it starts (strict FIFO), so small jobs cannot keep it out forever."""
     started = []
     for job_id, demand in pending:
         assignment = fit(demand, free)
         if assignment is None:
+            if job_id == starving:
+                break
             continue
         take(free, demand, assignment)
         started.append((job_id, assignment))

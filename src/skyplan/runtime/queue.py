@@ -122,7 +122,9 @@ class JobQueue:
                 fit.empty_cluster(record.num_nodes, record.vcpus, _gpus(record)),
                 [(j.demand, _assignment(j)) for j in running],
             )
-            chosen = fit.schedule([(j.job_id, j.demand) for j in pending], free)
+            oldest = pending[0]
+            starving = oldest.job_id if _now() - oldest.submitted_at >= fit.STARVATION else None
+            chosen = fit.schedule([(j.job_id, j.demand) for j in pending], free, starving=starving)
             by_id = {j.job_id: j for j in pending}
             nodes = {n.rank: n for n in self._nodes()}
             return [
