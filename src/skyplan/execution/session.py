@@ -193,8 +193,8 @@ class Session:
             Lifecycle(self.store, self.backend).set_autostop(name, idle_minutes, down)
         reused = existed is not None and existed.step == record.step
         job = self._submit(name, task, env, secret, start_agent) if task.run else None
-        if job is None and start_agent and record.autostop_minutes is not None:
-            self.ensure_agent(name)
+        if job is None and start_agent and idle_minutes is not None:
+            self.ensure_agent(name)  # nothing else would start the autostop countdown
         return LaunchResult(name, job, reused)
 
     def _plan(
