@@ -189,3 +189,15 @@ def test_check_lists_every_backend_with_a_reason(cli: Cli) -> None:
 def test_a_cluster_name_that_paths_and_tags_cannot_hold_is_refused(cli: Cli, name: str) -> None:
     done = cli("launch", "-c", name, "--infra", "local", check=2)
     assert "invalid cluster name" in done.stderr
+
+
+def test_status_and_queue_catch_up_when_no_agent_ran(cli: Cli) -> None:
+    cli("launch", "-c", "dev", "--infra", "local")
+    job = cli.json("exec", "dev", "sleep 1", "-d")
+    # Kill the agent the CLI started: status and queue must still tell the truth.
+    subprocess.run(["pkill", "-f", "skyplan.execution.agent dev"], check=False)
+    time.sleep(2)
+    (status,) = cli.json("status")["clusters"]  # type: ignore[index]
+    assert status["active_jobs"] == 0
+    (done,) = cli.json("queue", "dev", "--all")  # type: ignore[misc]
+    assert (done["job_id"], done["status"]) == (job["job_id"], "succeeded")  # type: ignore[index]

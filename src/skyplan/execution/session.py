@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from skyplan.backends import BACKENDS, EXPLICIT_ONLY, Backend, BackendSettings
 from skyplan.errors import (
+    BackendError,
     ClusterStateError,
     InputError,
     LaunchFailed,
@@ -29,7 +30,7 @@ from skyplan.errors import (
 )
 from skyplan.model import Dag, Offer, Plan, Policy, RequestContext, Task
 from skyplan.model.node import BackendCheck, Node, PoolOffer
-from skyplan.model.state import Event, JobRecord, JobStatus
+from skyplan.model.state import ClusterStatus, Event, JobRecord, JobStatus
 from skyplan.runtime import ClusterView, JobQueue, Launcher, LaunchSpec, Lifecycle, demand_of
 from skyplan.runtime.agent import agent_lock
 from skyplan.runtime.launch import Say
@@ -328,10 +329,31 @@ class Session:
         return Lifecycle(self.store, self.backend, self.say)
 
     def status(self, names: Sequence[str] = (), *, refresh: bool = True) -> list[ClusterView]:
+        """Clusters as they are now; with `refresh`, asked of their backends, and their job
+        queues polled (so the answer is true even when no agent has been running)."""
         life = self._lifecycle()
-        if names:
-            return [life.view(n, refresh=refresh) for n in names]
-        return life.views(refresh=refresh)
+        wanted = list(names) or [r.name for r in self.store.clusters()]
+        if refresh:
+            for name in wanted:
+                self._catch_up(name)
+        return [life.view(n, refresh=refresh) for n in wanted]
+
+    def _catch_up(self, cluster: str) -> None:
+        """Poll the cluster's running jobs and start what fits; restart its agent if jobs are
+        still active (it may have died, or this machine may have slept)."""
+        record = self.store.get_cluster(cluster)
+        if record is None or record.status != ClusterStatus.UP:
+            return
+        if not self.store.count_jobs(cluster, [JobStatus.PENDING, JobStatus.RUNNING]):
+            return
+        queue = self._queue(cluster)
+        try:
+            queue.refresh()
+            queue.schedule()
+        except BackendError:
+            return  # the view says what the backend answered
+        if self.store.count_jobs(cluster, [JobStatus.PENDING, JobStatus.RUNNING]):
+            self.ensure_agent(cluster)
 
     def orphans(self) -> dict[str, list[Node]]:
         usable = [c.backend for c in self.check() if c.ok]
@@ -346,6 +368,7 @@ class Session:
     ) -> list[JobRecord]:
         statuses = None if all_jobs else [JobStatus.PENDING, JobStatus.RUNNING]
         self.store.require_cluster(cluster)
+        self._catch_up(cluster)
         return self.store.jobs(cluster, statuses, limit=limit)
 
     def logs(
