@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -191,13 +192,46 @@ def test_a_cluster_name_that_paths_and_tags_cannot_hold_is_refused(cli: Cli, nam
     assert "invalid cluster name" in done.stderr
 
 
+def _agents_of(home: Path) -> list[int]:
+    """Agent processes started for this skyplan home."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            environ = (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if b"skyplan.execution.agent" in cmdline and f"SKYPLAN_HOME={home}".encode() in environ:
+            found.append(int(proc.name))
+    return found
+
+
 def test_status_and_queue_catch_up_when_no_agent_ran(cli: Cli) -> None:
     cli("launch", "-c", "dev", "--infra", "local")
     job = cli.json("exec", "dev", "sleep 1", "-d")
     # Kill the agent the CLI started: status and queue must still tell the truth.
-    subprocess.run(["pkill", "-f", "skyplan.execution.agent dev"], check=False)
+    deadline = time.monotonic() + 10
+    while not (agents := _agents_of(cli.home)):
+        assert time.monotonic() < deadline, "the exec started no agent"
+        time.sleep(0.1)
+    for pid in agents:
+        os.kill(pid, signal.SIGKILL)
     time.sleep(2)
     (status,) = cli.json("status")["clusters"]  # type: ignore[index]
     assert status["active_jobs"] == 0
     (done,) = cli.json("queue", "dev", "--all")  # type: ignore[misc]
     assert (done["job_id"], done["status"]) == (job["job_id"], "succeeded")  # type: ignore[index]
+
+
+def test_launch_obeys_a_policy_and_records_an_override_of_a_soft_rule(
+    cli: Cli, tmp_path: Path
+) -> None:
+    (tmp_path / "clouds.policy").write_text(
+        'policy "clouds" version 1\n\nrequire "clouds only" cloud != "local" level soft\n'
+    )
+    args = ("launch", "--dryrun", "--infra", "local", "--policy", "clouds.policy", "--json")
+    denied = cli(*args, check=1)
+    assert "clouds only" in denied.stderr
+    allowed = json.loads(cli(*args, "--override", "clouds only=a laptop demo").stdout)
+    (placement,) = allowed["placements"]
+    assert placement["cloud"] == "local"

@@ -130,15 +130,18 @@ def launch(
     **resources: Any,
 ) -> None:
     """Launch a cluster for ENTRYPOINT (a task YAML or a shell command) and run it."""
-    del yes, overrides
+    del yes  # accepted as in SkyPilot; launch asks nothing
     work, base = _work(entrypoint)
     work = skyplan.with_overrides(work, resource_flags(**resources))
     catalog = skyplan.load_catalog(catalog_path)
     policy = optional_policy(policies, catalog)
     context = skyplan.request_context(team=team, user=user, labels=parse_pairs(labels, "--label"))
+    soft_overrides = parse_pairs(overrides, "--override")
     with _session(trust=trust_new_host_keys, catalog=catalog, quiet=as_json) as session:
         if dryrun:
-            planned = session.plan_launch(work, policy=policy, context=context)
+            planned = session.plan_launch(
+                work, policy=policy, context=context, overrides=soft_overrides
+            )
             render.show_plan(planned, as_json)
             return
         result = session.launch(
@@ -152,6 +155,7 @@ def launch(
             down=down,
             policy=policy,
             context=context,
+            overrides=soft_overrides,
         )
         if as_json:
             render.emit_json(

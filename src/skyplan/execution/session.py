@@ -156,6 +156,7 @@ class Session:
         down: bool = False,
         policy: Policy | None = None,
         context: RequestContext | None = None,
+        overrides: Mapping[str, str] | None = None,
         start_agent: bool = True,
     ) -> LaunchResult:
         """Bring a cluster up for `work` (one task) and queue its `run` as a job."""
@@ -168,7 +169,7 @@ class Session:
         clouds, offers, unusable = self._candidates(task)
 
         def planner(blocked: frozenset[Scope]) -> Offer:
-            chosen = self._plan(task, clouds, offers, blocked, policy, context)
+            chosen = self._plan(task, clouds, offers, blocked, policy, context, overrides)
             return chosen.placements[0].choice
 
         spec = LaunchSpec(
@@ -206,6 +207,7 @@ class Session:
         blocked: frozenset[Scope],
         policy: Policy | None,
         context: RequestContext | None,
+        overrides: Mapping[str, str] | None,
     ) -> Plan:
         from skyplan import api
         from skyplan.catalog import load_catalog
@@ -213,7 +215,13 @@ class Session:
 
         catalog = self._catalog or load_catalog()
         candidates = launch_catalog(catalog, clouds, offers, blocked)
-        return api.plan(task, catalog=candidates, policy=policy, context=context)
+        return api.plan(
+            task,
+            catalog=candidates,
+            policy=policy,
+            context=context,
+            overrides=dict(overrides) if overrides else None,
+        )
 
     def plan_launch(
         self,
@@ -221,13 +229,14 @@ class Session:
         *,
         policy: Policy | None = None,
         context: RequestContext | None = None,
+        overrides: Mapping[str, str] | None = None,
     ) -> Plan:
         """What `launch` would pick now (over usable backends and discovered pools), without
         launching anything: `skyplan launch --dryrun`."""
         task = _single(work)
         clouds, offers, unusable = self._candidates(task)
         try:
-            return self._plan(task, clouds, offers, frozenset(), policy, context)
+            return self._plan(task, clouds, offers, frozenset(), policy, context, overrides)
         except NoFeasiblePlacement as exc:
             raise self._explain_nothing(exc, clouds, offers, unusable) from None
 
@@ -275,9 +284,16 @@ class Session:
         launcher.sync(spec, backend, self.store.nodes(cluster))
         return self._submit(cluster, task, env, secret, start_agent)
 
-    def exec_command(self, cluster: str, command: str, **kwargs: object) -> JobRecord:
-        """Queue a shell command as a job on `cluster`."""
-        return self.exec(cluster, Task(run=command), **kwargs)  # type: ignore[arg-type]
+    def exec_command(
+        self,
+        cluster: str,
+        command: str,
+        *,
+        envs: Mapping[str, str] | None = None,
+        start_agent: bool = True,
+    ) -> JobRecord:
+        """Queue a shell command as a one-node job on `cluster` (as `skyplan exec NAME 'CMD'`)."""
+        return self.exec(cluster, Task(run=command), envs=envs, start_agent=start_agent)
 
     def _submit(
         self,
