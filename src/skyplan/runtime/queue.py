@@ -59,8 +59,32 @@ class JobQueue:
         secrets: Mapping[str, str],
         user: str | None = None,
     ) -> JobRecord:
-        """Queue a job: record it, then put its files on every node it might run on."""
-        record = self.store.require_cluster(self.cluster)
+        """Queue a job: record it and put its files on every node it might run on.
+
+        Both happen under the queue lock, which `schedule` (so no job starts before its files
+        are there) and autostop (so no job is queued on a cluster being stopped) also take."""
+        with self.store.lock(queue_lock(self.cluster)):
+            record = self.store.require_cluster(self.cluster)
+            self._check_fits(record, demand)
+            job = self.store.submit_job(
+                self.cluster, name=name, demand=demand, secret_names=sorted(secrets), user=user
+            )
+            try:
+                for node in self._nodes():
+                    node_jobs.write_job(
+                        self.backend.runner(node),
+                        node.extra["root"],
+                        job.job_id,
+                        command,
+                        envs,
+                        secrets,
+                    )
+            except BackendError as exc:
+                return self._fail(job, "its files could not be written", exc)
+        return job
+
+    def _check_fits(self, record: ClusterRecord, demand: JobDemand) -> None:
+        """Refuse a job the cluster cannot take: not up, or never enough room."""
         if record.status != ClusterStatus.UP:
             raise ClusterStateError(
                 f"cluster {self.cluster!r} is {record.status.value}; jobs need it up "
@@ -69,7 +93,7 @@ class JobQueue:
         if (
             demand.accelerator
             and record.accelerators
-            and demand.accelerator not in (record.accelerators)
+            and (demand.accelerator not in record.accelerators)
         ):
             have = ", ".join(record.accelerators)
             raise ClusterStateError(
@@ -78,20 +102,6 @@ class JobQueue:
         why = fit.never_fits(demand, record.num_nodes, record.vcpus, _gpus(record))
         if why:
             raise ClusterStateError(f"the job can never run on cluster {self.cluster!r}: {why}")
-        with self.store.lock(queue_lock(self.cluster)):
-            # Checked again under the lock autostop takes before it stops the cluster.
-            if self.store.require_cluster(self.cluster).status != ClusterStatus.UP:
-                raise ClusterStateError(f"cluster {self.cluster!r} stopped meanwhile (autostop)")
-            job = self.store.submit_job(
-                self.cluster, name=name, demand=demand, secret_names=sorted(secrets), user=user
-            )
-        try:
-            for node in self._nodes():
-                runner = self.backend.runner(node)
-                node_jobs.write_job(runner, node.extra["root"], job.job_id, command, envs, secrets)
-        except BackendError as exc:
-            return self._fail(job, "its files could not be written", exc)
-        return job
 
     def _fail(self, job: JobRecord, what: str, exc: Exception) -> JobRecord:
         return self.store.update_job(
@@ -208,8 +218,8 @@ class JobQueue:
             if outcome is None:
                 continue
             status, code, why = outcome
-            states = [seen.get(r, {}).get(job.job_id) for r in job.ranks]
-            still_running = any(s == "running" for s in states) or bool(set(job.ranks) & set(lost))
+            # Only processes seen running need killing (an ended group's zombies would stall it).
+            still_running = any(seen.get(r, {}).get(job.job_id) == "running" for r in job.ranks)
             with self.store.lock(queue_lock(self.cluster)):
                 current = self.store.job(self.cluster, job.job_id)
                 if current is None or current.status != JobStatus.RUNNING:
