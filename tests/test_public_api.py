@@ -80,7 +80,10 @@ EXPORTED = {
     "with_overrides",
 }
 #: Loaded on first use of the API (or by the layers that need them), never by `import skyplan`.
-HEAVY = ("ortools", "lark", "kubernetes", "libcloud", "paramiko", "polars", "pydantic")
+HEAVY = (
+    "ortools", "lark", "kubernetes", "libcloud", "paramiko", "polars", "pydantic", "sqlalchemy",
+    "psycopg",
+)  # fmt: skip
 
 
 def test_exported_names_are_exactly_these() -> None:

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import re
 
+from skyplan.backends.libcloud_errors import ErrorTable
 from skyplan.errors import (
     AuthError,
     BackendError,
-    CapacityError,
     InvalidRequestError,
     QuotaError,
     Scope,
@@ -87,32 +87,26 @@ def split_code(text: str) -> tuple[str | None, str]:
     return match.group(1), first[match.end() :]
 
 
+#: The codes by kind; the rest of the mapping (scopes, HTTP statuses) is shared with the other
+#: libcloud clouds.
+TABLE = ErrorTable(CLOUD, "EC2", CAPACITY_CODES, QUOTA_CODES, TRANSIENT_CODES, AUTH_CODES)
+
+
 def kind_of(code: str) -> type[BackendError]:
     """The error class an EC2 error code maps to."""
-    if code in CAPACITY_CODES:
-        return CapacityError
-    if code in QUOTA_CODES:
-        return QuotaError
-    if code in TRANSIENT_CODES:
-        return TransientError
-    if code in AUTH_CODES:
-        return AuthError
-    if code.endswith("LimitExceeded"):  # every other `…LimitExceeded` is an account quota
-        return QuotaError
-    return InvalidRequestError
-
-
-def scoped(kind: type[BackendError], region: str | None, zone: str | None, code: str) -> Scope:
-    if kind is AuthError:
-        return Scope(CLOUD)
-    if kind is QuotaError or code.startswith("InvalidAMIID"):
-        return Scope(CLOUD, region)
-    return Scope(CLOUD, region, zone if region else None)
+    kind = TABLE.kind_of(code)
+    if kind is InvalidRequestError and code.endswith("LimitExceeded"):
+        return QuotaError  # every other `…LimitExceeded` is an account quota
+    return kind
 
 
 def from_code(code: str, message: str, region: str | None, zone: str | None) -> BackendError:
     kind = kind_of(code)
-    return kind(message or code, scoped(kind, region, zone, code), code)
+    # AMIs are regional: a bad one is bad in every zone of the region.
+    scope = (
+        Scope(CLOUD, region) if code.startswith("InvalidAMIID") else TABLE.scope(kind, region, zone)
+    )
+    return kind(message or code, scope, code)
 
 
 def classify(
@@ -135,11 +129,7 @@ def classify(
         if code is not None:
             return from_code(code, message, region, zone)
         status = int(exc.code) if str(exc.code).isdigit() else 0
-        if status in (401, 403):
-            return AuthError(f"EC2 refused the request (HTTP {status}): {message}", Scope(CLOUD))
-        if status >= 500 or status == 0:
-            return TransientError(f"EC2 failed (HTTP {status or '?'}): {message}", where)
-        return InvalidRequestError(f"EC2 rejected the request (HTTP {status}): {message}", where)
+        return TABLE.by_status(status, message, region, zone)
     if isinstance(exc, KeyPairError):
         return InvalidRequestError(str(exc.value), where, "InvalidKeyPair.NotFound")
     if isinstance(exc, MalformedResponseError):

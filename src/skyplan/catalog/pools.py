@@ -16,7 +16,7 @@ from skyplan.model.node import PoolOffer
 
 
 def pool_frame(offers: Sequence[PoolOffer]) -> pl.DataFrame:
-    """Catalog rows for discovered node shapes (on-demand only, at their configured price)."""
+    """Catalog rows for discovered node shapes, at their configured prices."""
     today = datetime.date.today().isoformat()
     rows = [
         {
@@ -30,7 +30,7 @@ def pool_frame(offers: Sequence[PoolOffer]) -> pl.DataFrame:
             c.VCPUS: o.vcpus,
             c.MEMORY_GIB: o.memory_gib,
             c.PRICE: o.price,
-            c.SPOT_PRICE: None,
+            c.SPOT_PRICE: o.spot_price,
             c.ARCH: o.arch,
             c.CAPACITY: o.capacity,
             c.GPU_ATTACHED: False,
@@ -62,4 +62,5 @@ def launch_catalog(
     frame = pl.concat([priced, pool_frame(offers)]) if offers else priced
     for scope in blocked:
         frame = frame.filter(~_covered(scope).fill_null(False))
-    return Catalog.from_frame(frame, origin=f"{catalog.origin} + discovered pools")
+    # Both parts already have the schema's columns and types: no second `conform` pass.
+    return Catalog(lambda: frame, f"{catalog.origin} + discovered pools")

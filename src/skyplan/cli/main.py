@@ -102,13 +102,6 @@ def plan(
     task_file: Path,
     catalog_path: Path | None,
     as_json: bool,
-    infra: str | None,
-    gpus: str | None,
-    cpus: str | None,
-    memory: str | None,
-    instance_type: str | None,
-    num_nodes: int | None,
-    use_spot: bool | None,
     alternatives: int,
     policies: tuple[Path, ...],
     team: str | None,
@@ -118,19 +111,10 @@ def plan(
     pipeline: bool,
     objective: str,
     runtimes: tuple[str, ...],
+    **resources: Any,
 ) -> None:
     """Plan TASK_FILE: the cheapest feasible placement and the runner-ups."""
-    work = skyplan.load_task(task_file)
-    flags = resource_flags(
-        infra=infra,
-        gpus=gpus,
-        cpus=cpus,
-        memory=memory,
-        instance_type=instance_type,
-        num_nodes=num_nodes,
-        use_spot=use_spot,
-    )
-    work = skyplan.with_overrides(work, flags)
+    work = skyplan.with_overrides(skyplan.load_task(task_file), resource_flags(**resources))
     catalog = skyplan.load_catalog(catalog_path)
     if pipeline:
         _plan_pipeline(work, catalog, policies, objective, runtimes, team, user, labels, as_json)

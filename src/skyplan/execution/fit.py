@@ -20,6 +20,7 @@ def cluster_fits(record: ClusterRecord, task: Task) -> str | None:
     if task.num_nodes > record.num_nodes:
         return f"the task needs {task.num_nodes} nodes; the cluster has {record.num_nodes}"
     acc = next(iter((record.accelerators or {}).items()), None)
+    price = record.hourly_cost / max(record.num_nodes, 1)
     shape = PoolOffer(
         cloud=record.cloud,
         region=record.region or "",
@@ -29,15 +30,14 @@ def cluster_fits(record: ClusterRecord, task: Task) -> str | None:
         memory_gib=record.memory_gib,
         accelerator=acc[0] if acc else None,
         accelerator_count=acc[1] if acc else None,
+        price=None if record.spot else price,
+        spot_price=price if record.spot else None,
         source="the existing cluster",
     )
-    frame = pool_frame([shape])
-    if record.spot:
-        frame = frame.with_columns(frame["price"].alias("spot_price"))
     try:
         api.plan(
             task.model_copy(update={"num_nodes": 1}),
-            catalog=Catalog.from_frame(frame, origin=f"cluster {record.name}"),
+            catalog=Catalog.from_frame(pool_frame([shape]), origin=f"cluster {record.name}"),
         )
     except NoFeasiblePlacement as exc:
         return exc.summary

@@ -71,7 +71,8 @@ class PoolOffer(BaseModel):
     accelerator: str | None = None
     accelerator_count: float | None = None
     accelerator_memory: float | None = None
-    price: float = 0.0
+    price: float | None = 0.0  # $/h per node on demand; None: not offered on demand
+    spot_price: float | None = None
     capacity: int | None = None
     arch: str = "x86_64"
     source: str

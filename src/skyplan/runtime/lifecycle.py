@@ -60,7 +60,7 @@ class Lifecycle:
             else:
                 record, nodes, note = self._reconcile(record, nodes, seen)
         if not note and record.status == ClusterStatus.INIT:
-            _, _, note = self._reconcile(record, nodes, nodes)
+            note = self._init_note(record)
         active = self.store.count_jobs(name, ACTIVE)
         return ClusterView(record, nodes, active, note)
 
@@ -92,12 +92,12 @@ class Lifecycle:
             elif any(n.status != NodeStatus.RUNNING for n in merged):
                 bad = [f"node {n.rank} {n.status.value}" for n in merged if n.status != "running"]
                 note = "; ".join(bad)
-        elif record.status == ClusterStatus.INIT:
-            if self._launching(record.name):
-                note = f"being launched (step {record.step} done)"
-            else:
-                note = f"launch interrupted after step {record.step}; `skyplan launch` resumes it"
         return record, merged, note
+
+    def _init_note(self, record: ClusterRecord) -> str:
+        if self._launching(record.name):
+            return f"being launched (step {record.step} done)"
+        return f"launch interrupted after step {record.step}; `skyplan launch` resumes it"
 
     def _launching(self, name: str) -> bool:
         """True while a live process holds the cluster's launch lock."""
