@@ -267,6 +267,21 @@ def test_autostop_rejects(value: object, match: str) -> None:
             JobRecovery(recover_on_exit_codes=(33, 34)),
             id="codes",
         ),
+        pytest.param(
+            {"strategy": "uniform-progress", "deadline": "36h", "duration": 24},
+            JobRecovery(strategy="uniform-progress", deadline_hours=36, duration_hours=24),
+            id="deadline-aware",
+        ),
+        pytest.param(
+            {"deadline": "2d", "duration": "90m", "changeover": "720s"},
+            JobRecovery(deadline_hours=48, duration_hours=1.5, changeover_hours=0.2),
+            id="duration-units",
+        ),
+        pytest.param(
+            "my_strategies:hop-around",
+            JobRecovery(strategy="my_strategies:hop-around"),
+            id="user-plugin",
+        ),
     ],
 )
 def test_job_recovery(value: object, expected: JobRecovery) -> None:
@@ -281,8 +296,23 @@ def test_job_recovery(value: object, expected: JobRecovery) -> None:
         pytest.param({"strategy": 1}, "must be a name", id="strategy-not-a-name"),
         pytest.param({"retries": 3}, "unknown job_recovery key", id="unknown-key"),
         pytest.param(5, "strategy name or a mapping", id="number"),
+        pytest.param({"max_restarts_on_errors": -1}, "non-negative integer", id="negative"),
+        pytest.param({"max_restarts_on_errors": 1.5}, "non-negative integer", id="float-restarts"),
+        pytest.param({"max_restarts_on_errors": True}, "non-negative integer", id="bool-restarts"),
+        pytest.param({"recover_on_exit_codes": [300]}, "exit codes 0-255", id="bad-exit-code"),
+        pytest.param("uniform_progres", "did you mean 'uniform-progress'", id="did-you-mean"),
+        pytest.param({"deadline": "soon"}, "duration like 36h", id="deadline-not-a-duration"),
+        pytest.param({"duration": "-1h"}, "duration like 36h", id="negative-duration"),
+        pytest.param({"deadline": 0}, "greater than 0", id="zero-deadline"),
         pytest.param(
-            {"max_restarts_on_errors": -1}, "greater than or equal to 0", id="negative-restarts"
+            {"deadline": "20h", "duration": "20h", "changeover": "1h"},
+            "shorter than its duration plus one changeover",
+            id="deadline-cannot-be-met",
+        ),
+        pytest.param(
+            {"strategy": "uniform-progress", "deadline": "20h"},
+            "needs `deadline` and `duration`",
+            id="uniform-progress-needs-duration",
         ),
     ],
 )

@@ -6,7 +6,7 @@ import itertools
 from multiprocessing.pool import Pool
 
 from skyplan.model.state import ClusterStatus
-from skyplan.state import Store
+from skyplan.state import Store, schema
 from tests.state import workers
 from tests.state.factories import make_cluster
 
@@ -67,8 +67,9 @@ def test_processes_opening_a_fresh_database_at_once_migrate_it_once(
 ) -> None:
     tasks = [(store_url, worker) for worker in range(N)]
 
-    assert process_pool.starmap(workers.open_store, tasks, chunksize=1) == [1] * N
+    latest = schema.latest_version()
+    assert process_pool.starmap(workers.open_store, tasks, chunksize=1) == [latest] * N
 
     with Store.open(store_url) as store:
-        assert store.schema_version() == 1
+        assert store.schema_version() == latest
         assert store.clusters() == []

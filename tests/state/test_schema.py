@@ -106,12 +106,36 @@ def test_repr_masks_the_password() -> None:
 
 def test_open_migrates_an_empty_database_to_the_latest_version(store_url: str) -> None:
     with Store.open(store_url) as store:
-        assert store.schema_version() == schema.latest_version() == 1
+        assert store.schema_version() == schema.latest_version() == 2
         tables = set(sa.inspect(store._engine).get_table_names())
-    assert tables >= {"schema_version", "clusters", "nodes", "attempts", "jobs", "events", "locks"}
+    assert tables >= {
+        "schema_version",
+        "clusters",
+        "nodes",
+        "attempts",
+        "jobs",
+        "events",
+        "locks",
+        "managed_jobs",
+        "managed_segments",
+    }
     with Store.open(store_url) as again:  # a second open changes nothing
-        assert again.schema_version() == 1
-        assert _versions(again) == [1]
+        assert again.schema_version() == 2
+        assert _versions(again) == [1, 2]
+
+
+def test_a_version_1_store_gains_the_managed_job_tables_and_keeps_its_clusters(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:1])
+    with Store.open(store_url) as old:
+        old.create_cluster(make_cluster(), "launch")
+        assert old.schema_version() == 1
+    monkeypatch.undo()
+    with Store.open(store_url) as upgraded:
+        assert _versions(upgraded) == [1, 2]
+        assert upgraded.require_cluster("train").name == "train"
+        assert upgraded.managed.jobs() == []
 
 
 def test_the_job_and_event_queries_have_indexes(store: Store) -> None:
@@ -127,13 +151,15 @@ def test_the_job_and_event_queries_have_indexes(store: Store) -> None:
 
 
 def test_open_refuses_a_database_written_by_a_newer_skyplan(store: Store) -> None:
+    known = schema.latest_version()
     with store._engine.begin() as conn:
         conn.execute(
             schema.schema_version.insert().values(
-                version=2, applied_at=datetime.now(UTC), summary="future"
+                version=known + 1, applied_at=datetime.now(UTC), summary="future"
             )
         )
-    with pytest.raises(StateError, match=r"newer skyplan \(schema version 2.*up to 1\)"):
+    pattern = rf"newer skyplan \(schema version {known + 1}.*up to {known}\)"
+    with pytest.raises(StateError, match=pattern):
         Store.open(store.url)
 
 
@@ -143,24 +169,28 @@ def test_open_applies_only_the_missing_migrations_in_order(
     store.create_cluster(make_cluster(), "launch")
     applied: list[int] = []
 
+    base = schema.latest_version()
+
     def add_notes(conn: sa.Connection) -> None:
-        applied.append(2)
+        applied.append(base + 1)
         conn.execute(sa.text("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)"))
 
     def add_index(conn: sa.Connection) -> None:
-        applied.append(3)
+        applied.append(base + 2)
         conn.execute(sa.text("CREATE INDEX ix_notes_body ON notes (body)"))
 
-    migrations = [*schema.MIGRATIONS, schema.Migration(2, "notes", add_notes)]
+    migrations = [*schema.MIGRATIONS, schema.Migration(base + 1, "notes", add_notes)]
     monkeypatch.setattr(schema, "MIGRATIONS", migrations)
     with Store.open(store.url) as upgraded:
-        assert upgraded.schema_version() == 2
-    monkeypatch.setattr(schema, "MIGRATIONS", [*migrations, schema.Migration(3, "ix", add_index)])
+        assert upgraded.schema_version() == base + 1
+    monkeypatch.setattr(
+        schema, "MIGRATIONS", [*migrations, schema.Migration(base + 2, "ix", add_index)]
+    )
     with Store.open(store.url) as upgraded:
-        assert upgraded.schema_version() == 3
-        assert _versions(upgraded) == [1, 2, 3]
+        assert upgraded.schema_version() == base + 2
+        assert _versions(upgraded) == list(range(1, base + 3))
         assert upgraded.require_cluster("train").name == "train"
-    assert applied == [2, 3]
+    assert applied == [base + 1, base + 2]
 
 
 def test_a_failing_migration_leaves_the_database_at_its_old_version(
@@ -170,12 +200,13 @@ def test_a_failing_migration_leaves_the_database_at_its_old_version(
         conn.execute(sa.text("CREATE TABLE notes (id INTEGER PRIMARY KEY)"))
         raise RuntimeError("migration bug")
 
+    base = schema.latest_version()
     monkeypatch.setattr(
-        schema, "MIGRATIONS", [*schema.MIGRATIONS, schema.Migration(2, "x", half_done)]
+        schema, "MIGRATIONS", [*schema.MIGRATIONS, schema.Migration(base + 1, "x", half_done)]
     )
     with pytest.raises(RuntimeError, match="migration bug"):
         Store.open(store.url)
-    assert store.schema_version() == 1
+    assert store.schema_version() == base
     assert "notes" not in sa.inspect(store._engine).get_table_names()
 
 

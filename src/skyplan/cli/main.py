@@ -15,6 +15,7 @@ import click
 import skyplan
 from skyplan.cli import clusters, render, show_gpus
 from skyplan.cli.admit import admit
+from skyplan.cli.jobs import jobs_group
 from skyplan.cli.options import (
     catalog_option,
     context_options,
@@ -173,6 +174,7 @@ for _command in clusters.COMMANDS:
 cli.add_command(policy_group)
 cli.add_command(admit)
 cli.add_command(serve_group)
+cli.add_command(jobs_group)
 
 
 @cli.group()

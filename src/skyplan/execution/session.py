@@ -39,6 +39,7 @@ from skyplan.state import Store, default_url
 
 if TYPE_CHECKING:  # planning (Polars, the solver) loads only when a launch needs it
     from skyplan.catalog import Catalog
+    from skyplan.execution.managed import ManagedJobs
 
 
 def default_home(environ: Mapping[str, str] = os.environ) -> Path:
@@ -91,6 +92,16 @@ class Session:
         self._backends: dict[str, Backend] = {}
         self.say = say
         self.sink = sink
+        self._jobs: ManagedJobs | None = None
+
+    @property
+    def jobs(self) -> ManagedJobs:
+        """Managed jobs: `session.jobs.launch(task)`, `.queue()`, `.logs(id)`, `.cancel(...)`."""
+        if self._jobs is None:
+            from skyplan.execution.managed import ManagedJobs
+
+            self._jobs = ManagedJobs(self)
+        return self._jobs
 
     def close(self) -> None:
         for backend in self._backends.values():
@@ -208,12 +219,14 @@ class Session:
         policy: Policy | None,
         context: RequestContext | None,
         overrides: Mapping[str, str] | None,
+        *,
+        catalog: Catalog | None = None,
     ) -> Plan:
         from skyplan import api
         from skyplan.catalog import load_catalog
         from skyplan.catalog.pools import launch_catalog
 
-        catalog = self._catalog or load_catalog()
+        catalog = catalog or self._catalog or load_catalog()
         candidates = launch_catalog(catalog, clouds, offers, blocked)
         return api.plan(
             task,
@@ -451,7 +464,7 @@ def _single(work: Task | Dag) -> Task:
     if len(work.tasks) != 1:
         raise InputError(
             f"launch takes one task; this file has {len(work.tasks)} "
-            "(pipelines run as managed jobs, which are not supported yet)"
+            "(run a pipeline as a managed job: `skyplan jobs launch`)"
         )
     return work.tasks[0]
 

@@ -73,6 +73,9 @@ def parse_accelerators(value: object) -> AcceleratorChoice:
     """Any SkyPilot spelling of `accelerators` → AcceleratorChoice."""
     if isinstance(value, AcceleratorChoice):
         return value
+    own = set(AcceleratorChoice.model_fields)
+    if isinstance(value, dict) and "options" in value and set(value) <= own:
+        return AcceleratorChoice.model_validate(value)  # its own dump (a stored task read back)
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("{") or text.startswith("["):

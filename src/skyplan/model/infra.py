@@ -81,6 +81,8 @@ def parse_infra(value: object) -> Infra:
     """Parse an `infra` string into an `Infra`."""
     if isinstance(value, Infra):
         return value
+    if isinstance(value, dict) and set(value) <= set(Infra.model_fields):
+        return Infra.model_validate(value)  # its own dump (a stored task read back)
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"expected an infra string like 'aws/us-east-1', got {value!r}")
     text = value.strip()

@@ -77,6 +77,8 @@ def parse_cpus(value: object) -> CpuSpec:
     """`4`, `'4'`, `'4+'`, `'0.5+'` → CpuSpec."""
     if isinstance(value, CpuSpec):
         return value
+    if isinstance(value, dict) and "count" in value and set(value) <= set(CpuSpec.model_fields):
+        return CpuSpec.model_validate(value)  # its own dump (a stored task read back)
     if isinstance(value, str):
         text = value.strip()
         plus = text.endswith("+")
@@ -109,6 +111,8 @@ def parse_memory(value: object) -> MemorySpec:
     """`16`, `'16+'`, `'16GB'`, `'1TB+'`, `'4x'` → MemorySpec."""
     if isinstance(value, MemorySpec):
         return value
+    if isinstance(value, dict) and "gib" in value and set(value) <= set(MemorySpec.model_fields):
+        return MemorySpec.model_validate(value)  # its own dump (a stored task read back)
     if isinstance(value, str) and value.strip().lower().endswith("x"):
         body = value.strip()[:-1]
         try:

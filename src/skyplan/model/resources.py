@@ -9,6 +9,7 @@ wins; the first group with any feasible offer is used (SkyPilot's `ordered` sema
 
 from __future__ import annotations
 
+import difflib
 import re
 from typing import Annotated, Any, Literal
 
@@ -27,7 +28,10 @@ from skyplan.model.quantity import CpuSpec, MemorySpec, parse_cpus, parse_disk_s
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$", re.IGNORECASE)
 _PORT = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
-RECOVERY_STRATEGIES = ("failover", "eager-next-region", "uniform-progress")
+#: Built-in recovery strategies; user code registers more, named `package.module:name`.
+RECOVERY_STRATEGIES = ("eager-next-region", "failover", "uniform-progress", "regional-progress")
+_DURATION_HOURS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.IGNORECASE)
+_PLUGIN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w-]*$")
 
 
 class Autostop(BaseModel):
@@ -48,6 +52,32 @@ class JobRecovery(BaseModel):
     strategy: str | None = None
     max_restarts_on_errors: int = Field(default=0, ge=0)
     recover_on_exit_codes: tuple[int, ...] = ()
+    #: Deadline-aware strategies: hours from submission to the deadline, hours of work the job
+    #: needs, and hours lost at each (re)start (provisioning, setup, reloading a checkpoint).
+    deadline_hours: float | None = Field(default=None, gt=0)
+    duration_hours: float | None = Field(default=None, gt=0)
+    changeover_hours: float = Field(default=0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _deadline_after_duration(self) -> JobRecovery:
+        if (
+            self.deadline_hours is not None
+            and self.duration_hours is not None
+            and self.deadline_hours < self.duration_hours + self.changeover_hours
+        ):
+            raise ValueError(
+                f"job_recovery.deadline ({self.deadline_hours:g}h) is shorter than its duration "
+                f"plus one changeover ({self.duration_hours + self.changeover_hours:g}h): it can "
+                "never be met"
+            )
+        if self.strategy == "uniform-progress" and (
+            self.deadline_hours is None or self.duration_hours is None
+        ):
+            raise ValueError(
+                "job_recovery.strategy uniform-progress needs `deadline` and `duration` "
+                "(for example deadline: 36h, duration: 24h)"
+            )
+        return self
 
 
 def _minutes(value: object) -> int:
@@ -68,6 +98,8 @@ def _minutes(value: object) -> int:
 def parse_autostop(value: object) -> Autostop | None:
     if value is None or isinstance(value, Autostop):
         return value
+    if isinstance(value, dict) and "enabled" in value and set(value) <= set(Autostop.model_fields):
+        return Autostop.model_validate(value)  # its own dump (a stored task read back)
     if isinstance(value, bool):
         return Autostop(enabled=value)
     if isinstance(value, dict):
@@ -89,11 +121,21 @@ def parse_autostop(value: object) -> Autostop | None:
 def parse_job_recovery(value: object) -> JobRecovery | None:
     if value is None or isinstance(value, JobRecovery):
         return value
+    own = set(JobRecovery.model_fields)
+    if isinstance(value, dict) and set(value) <= own and any(k.endswith("_hours") for k in value):
+        return JobRecovery.model_validate(value)  # its own dump (a stored task read back)
     if isinstance(value, str):
         value = {"strategy": value}
     if not isinstance(value, dict):
         raise ValueError(f"expected a strategy name or a mapping, got {value!r}")
-    known = {"strategy", "max_restarts_on_errors", "recover_on_exit_codes"}
+    known = {
+        "strategy",
+        "max_restarts_on_errors",
+        "recover_on_exit_codes",
+        "deadline",
+        "duration",
+        "changeover",
+    }
     unknown = set(value) - known
     if unknown:
         raise ValueError(
@@ -104,20 +146,59 @@ def parse_job_recovery(value: object) -> JobRecovery | None:
     if strategy is not None:
         if not isinstance(strategy, str):
             raise ValueError(f"job_recovery.strategy must be a name, got {strategy!r}")
-        strategy = strategy.strip().lower().replace("_", "-")
-        if strategy not in RECOVERY_STRATEGIES:
-            raise ValueError(
-                f"unknown recovery strategy {value['strategy']!r}; "
-                f"expected one of {', '.join(RECOVERY_STRATEGIES)}"
-            )
+        strategy = strategy.strip()
+        if not _PLUGIN.match(strategy):
+            strategy = strategy.lower().replace("_", "-")
+            if strategy not in RECOVERY_STRATEGIES:
+                guess = difflib.get_close_matches(strategy, RECOVERY_STRATEGIES, n=1)
+                hint = f"did you mean {guess[0]!r}? " if guess else ""
+                raise ValueError(
+                    f"unknown recovery strategy {value['strategy']!r}; {hint}expected one of "
+                    f"{', '.join(RECOVERY_STRATEGIES)}, or `package.module:name` for one "
+                    "registered by your code"
+                )
+    restarts = value.get("max_restarts_on_errors", 0)
+    if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 0:
+        raise ValueError(
+            f"job_recovery.max_restarts_on_errors must be a non-negative integer, got {restarts!r}"
+        )
     codes = value.get("recover_on_exit_codes") or ()
-    if isinstance(codes, int):
+    if isinstance(codes, int) and not isinstance(codes, bool):
         codes = (codes,)
+    if not isinstance(codes, list | tuple) or not all(
+        isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in codes
+    ):
+        raise ValueError(
+            f"job_recovery.recover_on_exit_codes must be exit codes 0-255, got {codes!r}"
+        )
+    hours = {
+        f"{key}_hours": _hours(value[key], f"job_recovery.{key}")
+        for key in ("deadline", "duration", "changeover")
+        if value.get(key) is not None
+    }
     return JobRecovery(
         strategy=strategy,
-        max_restarts_on_errors=value.get("max_restarts_on_errors", 0),
+        max_restarts_on_errors=restarts,
         recover_on_exit_codes=tuple(codes),
+        **hours,
     )
+
+
+def _hours(value: object, what: str) -> float:
+    """`36h`, `90m`, `2d`, `3600s` or a number of hours → hours (positive, or 0 for a
+    changeover)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{what} must be a duration like 36h or 90m, got {value!r}")
+    if isinstance(value, int | float):
+        hours = float(value)
+    elif isinstance(value, str) and (match := _DURATION_HOURS.match(value)):
+        factor = {"": 1.0, "s": 1 / 3600, "m": 1 / 60, "h": 1.0, "d": 24.0}[match[2].lower()]
+        hours = float(match[1]) * factor
+    else:
+        raise ValueError(f"{what} must be a duration like 36h or 90m, got {value!r}")
+    if hours < 0 or hours != hours or hours == float("inf"):
+        raise ValueError(f"{what} must not be negative, got {value!r}")
+    return hours
 
 
 def parse_ports(value: object) -> tuple[str, ...] | None:

@@ -173,7 +173,7 @@ class Launcher:
                         name=spec.cluster,
                         status=ClusterStatus.INIT,
                         num_nodes=spec.task.num_nodes,
-                        task=_redacted(spec.task),
+                        task=redacted(spec.task),
                         created_at=now,
                         updated_at=now,
                         last_active_at=now,
@@ -406,7 +406,7 @@ def _recorded_offer(record: ClusterRecord) -> Offer:
     )
 
 
-def _redacted(task: Task) -> dict[str, Any]:
+def redacted(task: Task) -> dict[str, Any]:
     data = task.model_dump(mode="json", exclude_defaults=True)
     if data.get("secrets"):
         data["secrets"] = {k: "<redacted>" for k in data["secrets"]}

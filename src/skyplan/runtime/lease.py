@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from skyplan.errors import StateError
-from skyplan.state import Store
+from skyplan.state import Lease, Store
 
 #: Long enough to ride out a slow store; short enough that a killed CLI's lock soon frees.
 TTL = 15.0
@@ -43,22 +43,47 @@ def abandoned(holder: str) -> bool:
 
 
 @contextmanager
+def _renewed(lease: Lease, ttl: float) -> Iterator[None]:
+    """Renew `lease` every ttl/3 seconds in the background while the block runs."""
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(ttl / 3):
+            try:
+                lease.renew(ttl)
+            except StateError:
+                return
+
+    thread = threading.Thread(target=renew, name=f"lease {lease.name}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+@contextmanager
 def held(store: Store, name: str, *, timeout: float = 60.0, ttl: float = TTL) -> Iterator[None]:
     """Hold lock `name` for the block, renewing it every ttl/3 seconds."""
-    with store.lock(name, owner=owner(), ttl=ttl, timeout=timeout, abandoned=abandoned) as lease:
-        stop = threading.Event()
+    with (
+        store.lock(name, owner=owner(), ttl=ttl, timeout=timeout, abandoned=abandoned) as lease,
+        _renewed(lease, ttl),
+    ):
+        yield
 
-        def renew() -> None:
-            while not stop.wait(ttl / 3):
-                try:
-                    lease.renew(ttl)
-                except StateError:
-                    return
 
-        thread = threading.Thread(target=renew, name=f"lease {name}", daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            thread.join()
+@contextmanager
+def claimed(store: Store, name: str, *, ttl: float = TTL) -> Iterator[bool]:
+    """Take lock `name` if it is free (no waiting) and hold it, renewed, for the block; yields
+    whether it was taken. Work claimed this way is done by one process at a time, however many
+    controllers share the store."""
+    lease = store.try_lock(name, owner=owner(), ttl=ttl, abandoned=abandoned)
+    if lease is None:
+        yield False
+        return
+    try:
+        with _renewed(lease, ttl):
+            yield True
+    finally:
+        lease.release()

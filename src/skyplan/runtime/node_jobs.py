@@ -44,8 +44,14 @@ def write_job(
         runner.put(staging, directory)
 
 
-def start_script(root: str, job_id: int, extra_env: Mapping[str, str]) -> str:
-    """Start the job detached; returns once its process group id is on disk.
+def start_script(
+    root: str,
+    job_id: int,
+    extra_env: Mapping[str, str],
+    defaults: Mapping[str, str] | None = None,
+) -> str:
+    """Start the job detached; returns once its process group id is on disk. `extra_env`
+    overrides the job's own environment; `defaults` apply only where it sets nothing.
 
     A background job of a non-interactive shell is not a process group leader, so `setsid`
     makes it one without forking: `$!` is the new session's (and process group's) id."""
@@ -53,6 +59,9 @@ def start_script(root: str, job_id: int, extra_env: Mapping[str, str]) -> str:
     body = (
         "set -a; . ./env; "
         + "".join(f"{k}={shlex.quote(v)}; " for k, v in extra_env.items())
+        + "".join(
+            f'[ -n "${{{k}:-}}" ] || {k}={shlex.quote(v)}; ' for k, v in (defaults or {}).items()
+        )
         + "[ -f secrets ] && { . ./secrets; rm -f secrets; }; set +a; "
         + f"cd {WORKDIR} 2>/dev/null || cd ~; "
         + f"bash {d}/run.sh > {d}/log 2>&1 < /dev/null; echo $? > {d}/rc.tmp; mv {d}/rc.tmp {d}/rc"

@@ -167,7 +167,6 @@ class JobQueue:
                     "SKYPILOT_NODE_IPS": ips,
                     "SKYPILOT_NUM_NODES": str(len(assignment.ranks)),
                     "SKYPILOT_NUM_GPUS_PER_NODE": str(math.ceil(job.demand.accelerator_count)),
-                    "SKYPILOT_TASK_ID": f"skyplan-{self.cluster}-{job.job_id}",
                     "SKYPLAN_CLUSTER": self.cluster,
                     "SKYPLAN_JOB_ID": str(job.job_id),
                 }
@@ -177,7 +176,14 @@ class JobQueue:
                     )
                 node = nodes[rank]
                 result = self.backend.runner(node).run(
-                    node_jobs.start_script(node.extra["root"], job.job_id, env), timeout=60
+                    node_jobs.start_script(
+                        node.extra["root"],
+                        job.job_id,
+                        env,
+                        # A managed job sets its own, stable across its recoveries.
+                        {"SKYPILOT_TASK_ID": f"skyplan-{self.cluster}-{job.job_id}"},
+                    ),
+                    timeout=60,
                 )
                 if result.exit_code != 0:
                     raise ClusterStateError(f"node {rank} did not start it: {result.output}")

@@ -176,6 +176,63 @@ events = sa.Table(
     sqlite_autoincrement=True,
 )
 
+managed_jobs = sa.Table(
+    "managed_jobs",
+    metadata,
+    sa.Column("job_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String),
+    sa.Column("status", sa.String, nullable=False),
+    sa.Column("tasks", JsonText, nullable=False),
+    sa.Column("stage", sa.Integer, nullable=False),
+    sa.Column("envs", JsonText, nullable=False),
+    sa.Column("secret_names", JsonText, nullable=False),
+    sa.Column("strategy", sa.String, nullable=False),
+    sa.Column("recovery", JsonText, nullable=False),
+    sa.Column("base_dir", sa.Text, nullable=False),
+    sa.Column("planning", JsonText, nullable=False),
+    sa.Column("keep_on_failure", sa.Boolean, nullable=False),
+    sa.Column("retry_until_up", sa.Boolean, nullable=False),
+    sa.Column("user", sa.String),
+    sa.Column("restarts", sa.Integer, nullable=False),
+    sa.Column("recoveries", sa.Integer, nullable=False),
+    sa.Column("no_place", sa.Integer, nullable=False),
+    sa.Column("target", JsonText),
+    sa.Column("cluster_job_id", sa.Integer),
+    sa.Column("next_check_at", UtcDateTime),
+    sa.Column("submitted_at", UtcDateTime, nullable=False),
+    sa.Column("started_at", UtcDateTime),
+    sa.Column("ended_at", UtcDateTime),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Column("exit_code", sa.Integer),
+    sa.Column("message", sa.Text, nullable=False),
+    # The controller asks "the active managed jobs" on every pass.
+    sa.Index("ix_managed_jobs_status", "status"),
+    sqlite_autoincrement=True,
+)
+
+managed_segments = sa.Table(
+    "managed_segments",
+    metadata,
+    sa.Column(
+        "job_id",
+        sa.Integer,
+        sa.ForeignKey("managed_jobs.job_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("number", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("stage", sa.Integer, nullable=False),
+    sa.Column("cloud", sa.String, nullable=False),
+    sa.Column("region", sa.String, nullable=False),
+    sa.Column("zone", sa.String),
+    sa.Column("instance_type", sa.String, nullable=False),
+    sa.Column("spot", sa.Boolean, nullable=False),
+    sa.Column("num_nodes", sa.Integer, nullable=False),
+    sa.Column("hourly_cost", sa.Float, nullable=False),
+    sa.Column("started_at", UtcDateTime, nullable=False),
+    sa.Column("ended_at", UtcDateTime),
+    sa.Column("outcome", sa.String),
+)
+
 locks = sa.Table(
     "locks",
     metadata,
@@ -200,8 +257,13 @@ def _v1(conn: Connection) -> None:
     metadata.create_all(conn, tables=[clusters, nodes, attempts, jobs, events, locks])
 
 
+def _v2(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[managed_jobs, managed_segments])
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "clusters, nodes, attempts, jobs, events and locks", _v1),
+    Migration(2, "managed jobs and their segments", _v2),
 ]
 
 

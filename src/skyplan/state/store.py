@@ -46,6 +46,7 @@ from skyplan.model.state import (
 from skyplan.state import schema
 from skyplan.state.engine import default_url, engine_for, insert_for, masked_url, normalize_url
 from skyplan.state.lease import Lease, Locks
+from skyplan.state.managed import ManagedJobTable
 from skyplan.state.schema import attempts as attempts_t
 from skyplan.state.schema import clusters as clusters_t
 from skyplan.state.schema import events as events_t
@@ -141,6 +142,8 @@ class Store:
         self._engine = engine
         self._insert = insert_for(engine)
         self._locks = Locks(self._tx, self._insert)
+        #: Managed jobs and their segments (`state.managed`).
+        self.managed = ManagedJobTable(self._tx)
 
     @classmethod
     def open(cls, url: str | None = None, *, home: Path | None = None) -> Store:

@@ -1,0 +1,188 @@
+"""`skyplan jobs`: managed jobs — launch, queue, logs, cancel — as SkyPilot's `sky jobs`.
+
+A managed job gets its own cluster and a controller that brings it back after a preemption or
+a failure (see `docs/managed-jobs.md`). `launch` returns once the job is recorded; without `-d`
+it then follows the job's output across its recoveries.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+import skyplan
+from skyplan.cli import render
+from skyplan.cli.clusters import _ago, _confirm, _session, _work, yes_option
+from skyplan.cli.options import (
+    catalog_option,
+    context_options,
+    json_option,
+    optional_policy,
+    parse_pairs,
+    resource_flags,
+    resource_options,
+)
+
+
+@click.group(name="jobs")
+def jobs_group() -> None:
+    """Managed jobs: their own cluster, recovered after preemptions and failures."""
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.2f}"
+
+
+def _exit_for(job: Any) -> None:
+    if job.status.failed:
+        sys.exit(1)
+
+
+@jobs_group.command(name="launch")
+@click.argument("entrypoint")
+@click.option("--name", "-n", help="A name for the job (default: the task's).")
+@resource_options
+@click.option("--env", "envs", multiple=True, metavar="KEY=VALUE", help="Set an env var.")
+@click.option("--secret", "secrets", multiple=True, metavar="KEY=VALUE", help="Set a secret.")
+@click.option("--detach-run", "-d", is_flag=True, help="Return once the job is submitted.")
+@click.option("--retry-until-up", "-r", is_flag=True, help="Wait for capacity at the start.")
+@click.option(
+    "--keep-on-failure", is_flag=True, help="Keep a failed job's cluster up (with autostop)."
+)
+@click.option(
+    "--policy", "policies", multiple=True, type=click.Path(path_type=Path), help="Policy file."
+)
+@catalog_option
+@context_options
+@json_option
+@yes_option
+def launch(
+    entrypoint: str,
+    name: str | None,
+    envs: tuple[str, ...],
+    secrets: tuple[str, ...],
+    detach_run: bool,
+    retry_until_up: bool,
+    keep_on_failure: bool,
+    policies: tuple[Path, ...],
+    catalog_path: Path | None,
+    team: str | None,
+    user: str | None,
+    labels: tuple[str, ...],
+    overrides: tuple[str, ...],
+    as_json: bool,
+    yes: bool,
+    **resources: Any,
+) -> None:
+    """Launch ENTRYPOINT (a task YAML, a pipeline YAML, or a command) as a managed job."""
+    del yes, overrides  # accepted as in SkyPilot; soft-rule overrides apply to `launch`
+    work, base = _work(entrypoint)
+    work = skyplan.with_overrides(work, resource_flags(**resources))
+    catalog = skyplan.load_catalog(catalog_path)
+    optional_policy(policies, catalog)  # a bad policy is an error now, not at a recovery
+    context = skyplan.request_context(
+        team=team, user=user, labels=parse_pairs(labels, "--label"), kind="job"
+    )
+    with _session(catalog=catalog, quiet=as_json) as session:
+        job_id = session.jobs.launch(
+            work,
+            name=name,
+            base_dir=base,
+            envs=parse_pairs(envs, "--env"),
+            secrets=parse_pairs(secrets, "--secret"),
+            policy_files=list(policies),
+            catalog_path=catalog_path,
+            context=context,
+            retry_until_up=retry_until_up,
+            keep_on_failure=keep_on_failure,
+        )
+        if as_json:
+            render.emit_json(session.jobs.view(job_id).to_json())
+            return
+        click.echo(f"managed job {job_id} submitted", err=True)
+        if detach_run:
+            return
+        final = session.jobs.logs(job_id, follow=True)
+    click.echo(f"managed job {final.job_id} {final.status.value}: {final.message}", err=True)
+    _exit_for(final)
+
+
+@jobs_group.command(name="queue")
+@click.option("--all", "-a", "all_jobs", is_flag=True, help="Include finished jobs.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="The latest N only.")
+@json_option
+def queue(all_jobs: bool, limit: int | None, as_json: bool) -> None:
+    """Show managed jobs: status, recoveries, time on spot and on-demand, cost so far."""
+    with _session(quiet=True) as session:
+        views = session.jobs.queue(all_jobs=all_jobs, limit=limit)
+    if as_json:
+        render.emit_json([v.to_json() for v in views])
+        return
+    table = Table(
+        "ID",
+        "NAME",
+        "SUBMITTED",
+        "STATUS",
+        "RECOVERIES",
+        "RESTARTS",
+        "SPOT H",
+        "ON-DEMAND H",
+        "COST $",
+        "PLACEMENT",
+    )
+    for v in views:
+        j = v.job
+        table.add_row(
+            str(j.job_id),
+            escape(j.name or "-"),
+            _ago(j.submitted_at),
+            j.status.value,
+            str(j.recoveries),
+            str(j.restarts),
+            _hours(v.spot_seconds),
+            _hours(v.ondemand_seconds),
+            f"{v.cost:.2f}",
+            escape(v.placement),
+        )
+    out = render.console()
+    out.print(table if views else f"no {'managed jobs' if all_jobs else 'active managed jobs'}")
+    for v in views:
+        if v.job.status.failed and v.job.message:
+            out.print(f"{v.job.job_id}: {escape(v.job.message)}")
+
+
+@jobs_group.command(name="logs")
+@click.argument("job")
+@click.option("--follow/--no-follow", default=True, help="Keep printing until the job ends.")
+@click.option("--controller", is_flag=True, help="The job's history: states and decisions.")
+def logs(job: str, follow: bool, controller: bool) -> None:
+    """Print a managed job's output (JOB is an id or a name), across its recoveries."""
+    with _session() as session:
+        if controller:
+            final = session.jobs.controller_log(job)
+        else:
+            final = session.jobs.logs(job, follow=follow)
+    if final.status.done:
+        click.echo(f"managed job {final.job_id} {final.status.value}: {final.message}", err=True)
+    _exit_for(final)
+
+
+@jobs_group.command(name="cancel")
+@click.argument("jobs", nargs=-1)
+@click.option("--name", "-n", help="Cancel the active jobs of this name.")
+@click.option("--all", "-a", "all_jobs", is_flag=True, help="Cancel every active job.")
+@yes_option
+def cancel(jobs: tuple[str, ...], name: str | None, all_jobs: bool, yes: bool) -> None:
+    """Cancel managed jobs by id, by name, or all."""
+    if sum(bool(x) for x in (jobs, name, all_jobs)) != 1:
+        raise click.UsageError("give job ids, or --name NAME, or --all")
+    _confirm(yes, f"cancel {'all active managed jobs' if all_jobs else 'these managed jobs'}?")
+    with _session() as session:
+        done = session.jobs.cancel(list(jobs), name=name, all_jobs=all_jobs)
+    ids = ", ".join(str(j.job_id) for j in done) or "-"
+    click.echo(f"cancelling {len(done)} managed job(s): {ids}")

@@ -1,0 +1,478 @@
+"""`session.jobs`: managed jobs from Python — launch, queue, logs, wait, cancel — and the
+controller process that carries them out.
+
+`launch` validates everything it can before anything is recorded (the task, the strategy, the
+durations, that the task can be planned at all), records the job and returns its id at once;
+the controller (`python -m skyplan.execution.jobs_controller`, started in the background when
+none runs) does the rest. Waiting and streaming are separate calls.
+
+Secrets never enter the store: their values go to a mode-0600 file under the skyplan home that
+the controller reads at each (re)launch and deletes when the job ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets as _secrets
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from skyplan.errors import InputError, NoFeasiblePlacement, Scope, StateError
+from skyplan.model import Dag, Offer, Policy, RequestContext, Task
+from skyplan.model.managed import (
+    ACTIVE,
+    ManagedJobRecord,
+    ManagedJobStatus,
+    SegmentRecord,
+    managed_cluster,
+)
+from skyplan.runtime.launch import Say, redacted
+from skyplan.runtime.lease import abandoned as lease_abandoned
+from skyplan.runtime.managed import ControllerSettings, ManagedJobController
+from skyplan.runtime.recovery import Target, strategy_named
+
+if TYPE_CHECKING:
+    from skyplan.catalog import Catalog
+    from skyplan.execution.session import Session
+
+CONTROLLER_LOCK = "jobs-controller"
+
+
+@dataclass(frozen=True)
+class ManagedJobView:
+    """A managed job with what `jobs queue` shows: time on spot and on-demand, cost so far."""
+
+    job: ManagedJobRecord
+    segments: tuple[SegmentRecord, ...]
+    now: datetime
+
+    @property
+    def spot_seconds(self) -> float:
+        return sum(s.seconds(self.now) for s in self.segments if s.spot)
+
+    @property
+    def ondemand_seconds(self) -> float:
+        return sum(s.seconds(self.now) for s in self.segments if not s.spot)
+
+    @property
+    def cost(self) -> float:
+        return sum(s.cost(self.now) for s in self.segments)
+
+    @property
+    def placement(self) -> str:
+        if not self.segments:
+            return "-"
+        s = self.segments[-1]
+        where = "/".join(p for p in (s.cloud, s.region, s.zone) if p)
+        return f"{s.num_nodes}x {s.instance_type}{' (spot)' if s.spot else ''} in {where}"
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = self.job.model_dump(mode="json", exclude={"tasks", "envs"})
+        data.update(
+            spot_hours=round(self.spot_seconds / 3600, 4),
+            ondemand_hours=round(self.ondemand_seconds / 3600, 4),
+            cost=round(self.cost, 4),
+            placement=self.placement,
+            segments=[s.model_dump(mode="json") for s in self.segments],
+        )
+        return data
+
+
+class SecretFiles:
+    """Managed jobs' secret values, one mode-0600 JSON file per job under `directory`."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def write(self, values: Mapping[str, str]) -> str:
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        name = f"{_secrets.token_hex(8)}.json"
+        path = self.directory / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(dict(values), out)
+        return name
+
+    def read(self, job: ManagedJobRecord) -> dict[str, str]:
+        name = job.planning.get("secrets_file")
+        if not name:
+            return {}
+        try:
+            data = json.loads((self.directory / name).read_text())
+        except (OSError, ValueError) as exc:
+            raise StateError(
+                f"managed job {job.job_id}: its secrets ({self.directory / name}) cannot be "
+                f"read: {exc}"
+            ) from None
+        return {str(k): str(v) for k, v in data.items()}
+
+    def forget(self, job: ManagedJobRecord) -> None:
+        name = job.planning.get("secrets_file")
+        if name:
+            (self.directory / name).unlink(missing_ok=True)
+
+
+class ManagedJobs:
+    """Managed jobs of a session's store; see the module docstring."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.store = session.store
+        self.secrets = SecretFiles(session.home / "managed" / "secrets")
+        self.logs_dir = session.home / "managed" / "logs"
+        self._policies: dict[tuple[str, ...], Policy] = {}
+        self._catalogs: dict[str, Catalog] = {}
+
+    # -- submitting ---------------------------------------------------------------------------
+
+    def launch(
+        self,
+        work: Task | Dag,
+        *,
+        name: str | None = None,
+        base_dir: Path | None = None,
+        envs: Mapping[str, str] | None = None,
+        secrets: Mapping[str, str] | None = None,
+        policy_files: Sequence[str | os.PathLike[str]] = (),
+        catalog_path: str | os.PathLike[str] | None = None,
+        context: RequestContext | None = None,
+        retry_until_up: bool = False,
+        keep_on_failure: bool = False,
+        start_controller: bool = True,
+    ) -> int:
+        """Record a managed job for `work` (one task, or a pipeline of stages) and return its
+        id; the controller launches it. InputError (nothing recorded) for what cannot run."""
+        from skyplan.execution.session import _strings
+
+        tasks = [work] if isinstance(work, Task) else list(work.tasks)
+        if not tasks:
+            raise InputError("the file has no task to run")
+        first = tasks[0]
+        recovery = first.resources.job_recovery
+        strategy = strategy_named(recovery.strategy if recovery else None)
+        env = _strings({**first.envs, **(envs or {})}, "envs")
+        secret = _strings({**first.secrets, **(secrets or {})}, "secrets")
+        planning: dict[str, Any] = {
+            "policies": [str(Path(p).resolve()) for p in policy_files],
+            "context": context.model_dump(mode="json") if context else None,
+            "catalog": str(Path(catalog_path).resolve()) if catalog_path else None,
+        }
+        probe = ManagedJobRecord(
+            job_id=0,
+            tasks=[],
+            strategy=strategy.name,
+            planning=planning,
+            submitted_at=_now(),
+            updated_at=_now(),
+        )
+        for index, task in enumerate(tasks):
+            self._precheck(probe, task, index, len(tasks))
+        if secret:
+            planning["secrets_file"] = self.secrets.write(secret)
+        now = _now()
+        job = self.store.managed.submit(
+            ManagedJobRecord(
+                job_id=0,
+                name=name or first.name,
+                tasks=[redacted(t) for t in tasks],
+                envs=env,
+                secret_names=tuple(sorted(secret)),
+                strategy=strategy.name,
+                recovery=(recovery.model_dump(mode="json") if recovery else {}),
+                base_dir=str((base_dir or Path.cwd()).resolve()),
+                planning=planning,
+                keep_on_failure=keep_on_failure,
+                retry_until_up=retry_until_up,
+                user=os.environ.get("USER"),
+                submitted_at=now,
+                updated_at=now,
+            )
+        )
+        if start_controller:
+            self.ensure_controller()
+        return job.job_id
+
+    def _precheck(self, probe: ManagedJobRecord, task: Task, index: int, count: int) -> None:
+        stage = f"stage {index} ({task.name})" if count > 1 else "the task"
+        if not task.run:
+            raise InputError(f"{stage} has no `run` command: a managed job runs something")
+        try:
+            self.plan(probe, task, Target(), frozenset())
+        except NoFeasiblePlacement as exc:
+            raise NoFeasiblePlacement(exc.task, f"{stage}: {exc.summary}", exc.reasons) from None
+
+    # -- planning (the controller's injected planner) -----------------------------------------
+
+    def plan(
+        self, job: ManagedJobRecord, task: Task, target: Target, blocked: frozenset[Scope]
+    ) -> Offer:
+        """Where `task` of `job` would run now on `target`, outside `blocked`: over usable
+        backends, under the job's policy files, with the target's spot choice and its
+        preferred region tried first."""
+        from skyplan.api import with_overrides
+
+        if target.spot is not None:
+            task = with_overrides(Dag(tasks=(task,)), {"use_spot": target.spot}).tasks[0]
+        policy = self._policy(job)
+        catalog = self._catalog(job)
+        context = job.planning.get("context")
+        ctx = RequestContext.model_validate(context) if context else None
+        if ctx is not None:
+            ctx = ctx.model_copy(update={"kind": "job"})
+        if target.prefer is not None:
+            where = "/".join(p for p in (target.prefer.cloud, target.prefer.region) if p)
+            near = with_overrides(Dag(tasks=(task,)), {"infra": where}).tasks[0]
+            try:
+                return self._plan_one(near, blocked, policy, ctx, catalog)
+            except NoFeasiblePlacement:
+                pass
+        return self._plan_one(task, blocked, policy, ctx, catalog)
+
+    def _plan_one(
+        self,
+        task: Task,
+        blocked: frozenset[Scope],
+        policy: Policy | None,
+        context: RequestContext | None,
+        catalog: Catalog | None,
+    ) -> Offer:
+        session = self.session
+        clouds, offers, unusable = session._candidates(task)
+        try:
+            plan = session._plan(
+                task, clouds, offers, blocked, policy, context, None, catalog=catalog
+            )
+        except NoFeasiblePlacement as exc:
+            raise session._explain_nothing(exc, clouds, offers, unusable) from None
+        return plan.placements[0].choice
+
+    def _catalog(self, job: ManagedJobRecord) -> Catalog | None:
+        path = job.planning.get("catalog")
+        if not path:
+            return None
+        if path not in self._catalogs:
+            from skyplan.catalog import load_catalog
+
+            self._catalogs[path] = load_catalog(path)
+        return self._catalogs[path]
+
+    def _policy(self, job: ManagedJobRecord) -> Policy | None:
+        paths = tuple(job.planning.get("policies") or ())
+        if not paths:
+            return None
+        if paths not in self._policies:
+            from skyplan import api
+
+            self._policies[paths] = api.load_policy(paths)
+        return self._policies[paths]
+
+    # -- observing ----------------------------------------------------------------------------
+
+    def get(self, job_id: int) -> ManagedJobRecord:
+        job = self.store.managed.get(job_id)
+        if job is None:
+            recent = [str(j.job_id) for j in self.store.managed.jobs(limit=10)]
+            raise InputError(f"no managed job {job_id} (recent: {', '.join(recent) or 'none'})")
+        return job
+
+    def resolve(self, ref: str | int) -> ManagedJobRecord:
+        """A job by id, or the latest job of that name."""
+        if isinstance(ref, int) or str(ref).isdigit():
+            return self.get(int(ref))
+        named = self.store.managed.jobs(name=str(ref))
+        if not named:
+            raise InputError(f"no managed job named {ref!r}")
+        return named[-1]
+
+    def queue(
+        self, *, all_jobs: bool = False, limit: int | None = None, start_controller: bool = True
+    ) -> list[ManagedJobView]:
+        """Active jobs (with `all_jobs`, every job), oldest first, with their segments; starts
+        the controller if active jobs have none (it may have died, or this machine slept)."""
+        jobs = self.store.managed.jobs(None if all_jobs else ACTIVE, limit=limit)
+        segments = self.store.managed.segments_by_job([j.job_id for j in jobs])
+        if start_controller and any(not j.status.done for j in jobs):
+            self.ensure_controller()
+        now = _now()
+        return [ManagedJobView(j, tuple(segments[j.job_id]), now) for j in jobs]
+
+    def view(self, job_id: int) -> ManagedJobView:
+        job = self.get(job_id)
+        return ManagedJobView(job, tuple(self.store.managed.segments(job_id)), _now())
+
+    def wait(
+        self, job_id: int, *, timeout: float | None = None, poll: float = 0.5
+    ) -> ManagedJobRecord:
+        """Block until the job ends (or `timeout` seconds pass) and return its record."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.get(job_id)
+            if job.status.done:
+                return job
+            if deadline is not None and time.monotonic() > deadline:
+                return job
+            time.sleep(poll)
+
+    def logs(
+        self, ref: str | int, *, follow: bool = True, sink: Say | None = None, poll: float = 0.5
+    ) -> ManagedJobRecord:
+        """Stream the job's output. With `follow`, across its recoveries: each run's log in
+        turn, with a line saying why a new run started, until the job ends. A run whose
+        cluster is gone is read from the copy the controller kept."""
+        out = sink or self.session.sink
+        job = self.resolve(ref)
+        shown: set[tuple[int, int]] = set()
+        while True:
+            run = job.cluster_job_id
+            fresh = run is not None and (job.stage, run) not in shown
+            previous = max(shown)[0] if shown else None
+            if fresh and self._show_run(job, run or 0, follow, out, previous=previous):
+                shown.add((job.stage, run or 0))
+            job = self.get(job.job_id)
+            if job.status.done and (
+                job.cluster_job_id is None or (job.stage, job.cluster_job_id) in shown
+            ):
+                return job
+            if not follow:
+                return job
+            time.sleep(poll)
+
+    def _show_run(
+        self, job: ManagedJobRecord, run: int, follow: bool, out: Say, *, previous: int | None
+    ) -> bool:
+        """Print one run's output (live, or the kept copy); `previous` is the stage of the run
+        shown before it (None: this is the first)."""
+        cluster = managed_cluster(job.job_id, job.stage)
+        kept = self.logs_dir / str(job.job_id) / f"stage-{job.stage}-run-{run}.log"
+        live = self.store.get_cluster(cluster) is not None and self.store.job(cluster, run)
+        if not live and not kept.exists():
+            return job.status.done  # nothing to show, and nothing will come
+        if previous is not None:
+            name = Task.model_validate(job.tasks[job.stage]).name
+            stage = f"stage {job.stage}" + (f" ({name})" if name else "")
+            if previous != job.stage:
+                out(f"(job {job.job_id}: {stage} started)")
+            else:
+                out(f"(job {job.job_id}: a new run of {stage} after a recovery)")
+        if live:
+            stream = follow and job.status == ManagedJobStatus.RUNNING
+            self.session.logs(cluster, run, follow=stream, sink=out)
+        else:
+            for line in kept.read_text(errors="replace").splitlines():
+                out(line)
+        return True
+
+    def controller_log(self, ref: str | int, *, sink: Say | None = None) -> ManagedJobRecord:
+        """The job's recorded history: every status change and decision with its cause."""
+        out = sink or self.session.sink
+        job = self.resolve(ref)
+        for event in self.store.managed.events(job.job_id):
+            move = f"{event.old or ''} -> {event.new}" if event.new else ""
+            stamp = event.at.isoformat(timespec="seconds")
+            out(f"{stamp} {move + ': ' if move else ''}{event.reason}")
+        return job
+
+    # -- cancelling ---------------------------------------------------------------------------
+
+    def cancel(
+        self,
+        refs: Sequence[str | int] = (),
+        *,
+        name: str | None = None,
+        all_jobs: bool = False,
+        start_controller: bool = True,
+    ) -> list[ManagedJobRecord]:
+        """Cancel jobs by id, by name, or all active ones; returns the jobs asked to stop.
+        A pending job is cancelled at once; others move to CANCELLING and the controller
+        stops their runs and tears their clusters down."""
+        if all_jobs:
+            wanted = self.store.managed.jobs(ACTIVE)
+        elif name is not None:
+            wanted = self.store.managed.jobs(ACTIVE, name=name)
+            if not wanted:
+                raise InputError(f"no active managed job named {name!r}")
+        else:
+            wanted = [self.resolve(r) for r in refs]
+        asked = []
+        for job in wanted:
+            try:
+                if job.status == ManagedJobStatus.PENDING:
+                    asked.append(self._cancel_pending(job))
+                elif job.status in ACTIVE and job.status != ManagedJobStatus.CANCELLING:
+                    asked.append(self._cancel_active(job))
+            except StateError:
+                # It moved meanwhile (the controller took it, or it ended): ask again once.
+                job = self.get(job.job_id)
+                if job.status in ACTIVE and job.status != ManagedJobStatus.CANCELLING:
+                    asked.append(self._cancel_active(job))
+        if start_controller and any(j.status == ManagedJobStatus.CANCELLING for j in asked):
+            self.ensure_controller()
+        return asked
+
+    def _cancel_active(self, job: ManagedJobRecord) -> ManagedJobRecord:
+        return self.store.managed.update(
+            job.job_id,
+            "cancel requested by the user",
+            expect=[s for s in ACTIVE if s != ManagedJobStatus.CANCELLING],
+            status=ManagedJobStatus.CANCELLING,
+        )
+
+    def _cancel_pending(self, job: ManagedJobRecord) -> ManagedJobRecord:
+        ended = self.store.managed.update(
+            job.job_id,
+            "cancelled by the user before it started",
+            expect=[ManagedJobStatus.PENDING],
+            status=ManagedJobStatus.CANCELLED,
+            ended_at=_now(),
+            message="cancelled before it started",
+        )
+        self.secrets.forget(ended)
+        return ended
+
+    # -- the controller -----------------------------------------------------------------------
+
+    def controller(self, settings: ControllerSettings | None = None) -> ManagedJobController:
+        """A controller over this session's store and backends (run it with `.run()`)."""
+        return ManagedJobController(
+            self.store,
+            self.session.backend,
+            self.plan,
+            self.secrets.read,
+            settings=settings,
+            log=self.session.say,
+            on_end=self.secrets.forget,
+            logs_dir=self.logs_dir,
+        )
+
+    def ensure_controller(self) -> None:
+        """Start the controller process in the background unless one is running."""
+        lease = self.store.try_lock(
+            CONTROLLER_LOCK, owner="probe", ttl=1.0, abandoned=lease_abandoned
+        )
+        if lease is None:
+            return
+        lease.release()
+        home = self.session.home
+        logs = home / "managed"
+        logs.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "skyplan.execution.jobs_controller"]
+        line = " ".join(shlex.quote(p) for p in command)
+        log = shlex.quote(str(logs / "controller.log"))
+        env = {**os.environ, "SKYPLAN_HOME": str(home), "SKYPLAN_DB_URL": self.session.db_url}
+        subprocess.run(
+            ["sh", "-c", f"nohup setsid {line} >> {log} 2>&1 < /dev/null &"],
+            env=env,
+            check=True,
+        )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

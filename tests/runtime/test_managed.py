@@ -1,0 +1,374 @@
+"""Managed jobs on the local backend, end to end: a real controller over a real SQLite store
+runs real processes; preemptions are real too (a node's directory removed, its processes
+killed behind skyplan's back).
+
+Each test drives the controller in this process (`drive`), so it is quick and its failures
+point here; `test_managed_crash.py` kills a controller process for real.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from skyplan.errors import InputError, NoFeasiblePlacement
+from skyplan.execution.managed import ManagedJobs
+from skyplan.execution.session import Session
+from skyplan.model import Dag, Task
+from skyplan.model.managed import ManagedJobRecord, ManagedJobStatus, managed_cluster
+from skyplan.runtime.managed import ControllerSettings, ManagedJobController
+from tests.runtime.conftest import gate, local_task, wait_until
+
+S = ManagedJobStatus
+FAST = ControllerSettings(poll=0.1, tick=0.5, workers=4)
+
+
+@pytest.fixture
+def jobs(session: Session) -> ManagedJobs:
+    return session.jobs
+
+
+@pytest.fixture
+def controller(jobs: ManagedJobs) -> Iterator[ManagedJobController]:
+    made = jobs.controller(FAST)
+    yield made
+    made.close()
+
+
+def drive(
+    controller: ManagedJobController,
+    until: Callable[[], object],
+    *,
+    timeout: float = 20.0,
+    what: str = "",
+) -> None:
+    """Run controller passes until `until()` is truthy."""
+
+    def probe() -> object:
+        controller.pass_once()
+        return until()
+
+    wait_until(probe, timeout=timeout, every=0.05, what=what)
+
+
+def status_is(jobs: ManagedJobs, job_id: int, *statuses: ManagedJobStatus) -> Callable[[], bool]:
+    return lambda: jobs.get(job_id).status in statuses
+
+
+def finish(controller: ManagedJobController, jobs: ManagedJobs, job_id: int) -> ManagedJobRecord:
+    drive(controller, lambda: jobs.get(job_id).status.done, what=f"job {job_id} to end")
+    # Let the step that wrote the end finish its teardown.
+    wait_until(lambda: not controller._in_flight(), what="the controller to go idle")
+    return jobs.get(job_id)
+
+
+def moves(jobs: ManagedJobs, job_id: int) -> list[str]:
+    return [e.new for e in jobs.store.managed.events(job_id) if e.new]
+
+
+def output(jobs: ManagedJobs, job_id: int) -> list[str]:
+    lines: list[str] = []
+    jobs.logs(job_id, follow=False, sink=lines.append)
+    return lines
+
+
+def launch(jobs: ManagedJobs, tmp_path: Path, **fields: object) -> int:
+    return jobs.launch(local_task(**fields), base_dir=tmp_path, start_controller=False)
+
+
+def node_root(session: Session, job_id: int, rank: int = 0) -> Path:
+    return session.home / "local" / managed_cluster(job_id) / f"node-{rank}"
+
+
+def preempt(session: Session, job_id: int, rank: int = 0) -> None:
+    """Reclaim a node the way a cloud does: its processes die and the machine is gone."""
+    root = node_root(session, job_id, rank)
+    for pgid in root.rglob("pgid"):
+        with contextlib.suppress(ValueError, ProcessLookupError):
+            os.killpg(int(pgid.read_text().strip()), signal.SIGKILL)
+    shutil.rmtree(root)
+
+
+# -- the happy path ----------------------------------------------------------------------------
+
+
+def test_a_job_runs_on_its_own_cluster_and_the_cluster_goes_when_it_succeeds(
+    session: Session, jobs: ManagedJobs, controller: ManagedJobController, tmp_path: Path
+) -> None:
+    job_id = launch(jobs, tmp_path, name="hello", run="echo hello from $SKYPILOT_TASK_ID")
+    assert jobs.get(job_id).status == S.PENDING
+
+    job = finish(controller, jobs, job_id)
+
+    assert job.status == S.SUCCEEDED and job.exit_code == 0
+    assert moves(jobs, job_id) == ["PENDING", "STARTING", "RUNNING", "SUCCEEDED"]
+    assert session.store.clusters() == []
+    assert not (session.home / "local" / managed_cluster(job_id)).exists()
+    (line,) = output(jobs, job_id)
+    assert line.startswith("hello from skyplan-managed-") and line.endswith(f"_hello_{job_id}-0")
+
+
+def test_launch_returns_at_once_and_records_nothing_for_a_task_that_cannot_run(
+    jobs: ManagedJobs, tmp_path: Path
+) -> None:
+    with pytest.raises(InputError, match="no `run` command"):
+        jobs.launch(local_task(), start_controller=False)
+    with pytest.raises(NoFeasiblePlacement):
+        jobs.launch(
+            Task.model_validate({"run": "x", "resources": {"infra": "local", "cpus": "4096+"}}),
+            start_controller=False,
+        )
+    for strategy, message in (
+        ("json:failovr", "no recovery strategy named 'json:failovr'"),
+        ("no_such_pkg.mod:hop", "cannot import 'no_such_pkg.mod'"),
+    ):
+        task = {"run": "x", "resources": {"infra": "local", "job_recovery": strategy}}
+        with pytest.raises(InputError, match=message):
+            jobs.launch(Task.model_validate(task), start_controller=False)
+    assert jobs.store.managed.jobs() == []
+
+
+# -- failures and restarts ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("recovery", "expected", "restarts", "runs"),
+    [
+        pytest.param({}, S.FAILED, 0, 1, id="no-restarts-fails-at-once"),
+        pytest.param({"max_restarts_on_errors": 2}, S.FAILED, 2, 3, id="restarts-then-fails"),
+        pytest.param(
+            {"recover_on_exit_codes": [3], "max_restarts_on_errors": 0},
+            S.SUCCEEDED,
+            0,
+            2,
+            id="recover-on-exit-code-does-not-count",
+        ),
+    ],
+)
+def test_a_failing_job_restarts_as_its_job_recovery_says(
+    jobs: ManagedJobs,
+    controller: ManagedJobController,
+    tmp_path: Path,
+    recovery: dict[str, object],
+    expected: ManagedJobStatus,
+    restarts: int,
+    runs: int,
+) -> None:
+    tries = tmp_path / "tries"
+    # Exits 3 on its first run and then succeeds (with recover_on_exit_codes); otherwise 3 always.
+    succeed_later = "recover_on_exit_codes" in recovery
+    run = f"echo x >> {tries}; " + (
+        f'[ "$(wc -l < {tries})" -ge 2 ] && exit 0; exit 3' if succeed_later else "exit 3"
+    )
+    job_id = launch(jobs, tmp_path, run=run, resources={"infra": "local", "job_recovery": recovery})
+
+    job = finish(controller, jobs, job_id)
+
+    assert (job.status, job.restarts) == (expected, restarts)
+    assert len(tries.read_text().splitlines()) == runs
+    if expected == S.FAILED:
+        assert job.exit_code == 3 and "exited with code 3" in job.message
+    assert jobs.store.clusters() == []
+
+
+def test_a_setup_that_fails_ends_the_job_as_failed_setup(
+    jobs: ManagedJobs, controller: ManagedJobController, tmp_path: Path
+) -> None:
+    job_id = launch(jobs, tmp_path, setup="echo broken; exit 7", run="echo never")
+
+    job = finish(controller, jobs, job_id)
+
+    assert job.status == S.FAILED_SETUP and "setup failed" in job.message
+    assert jobs.store.clusters() == []
+
+
+def test_keep_on_failure_leaves_the_cluster_up_with_autostop_down(
+    session: Session, controller: ManagedJobController, tmp_path: Path
+) -> None:
+    job_id = session.jobs.launch(
+        local_task(run="exit 1"), base_dir=tmp_path, keep_on_failure=True, start_controller=False
+    )
+
+    job = finish(controller, session.jobs, job_id)
+
+    assert job.status == S.FAILED and "kept for debugging" in job.message
+    record = session.store.require_cluster(managed_cluster(job_id))
+    assert (record.status.value, record.autostop_minutes, record.autostop_down) == (
+        "up",
+        FAST.keep_minutes,
+        True,
+    )
+
+
+# -- preemption ---------------------------------------------------------------------------------
+
+
+CHECKPOINTED = (
+    'ckpt={dir}/"$SKYPILOT_TASK_ID"; step=$(cat "$ckpt" 2>/dev/null || echo 0); '
+    'echo "start at $step"; while [ "$step" -lt 6 ]; do step=$((step+1)); '
+    'echo "$step" > "$ckpt"; sleep 0.2; done; echo done'
+)
+
+
+def test_a_preempted_job_is_relaunched_and_resumes_from_its_checkpoint(
+    session: Session, jobs: ManagedJobs, controller: ManagedJobController, tmp_path: Path
+) -> None:
+    job_id = launch(jobs, tmp_path, run=CHECKPOINTED.format(dir=tmp_path))
+    drive(controller, lambda: list(tmp_path.glob("skyplan-managed-*")), what="a checkpoint")
+    task_ids = [p.name for p in tmp_path.glob("skyplan-managed-*")]
+    time.sleep(0.4)
+
+    preempt(session, job_id)
+    job = finish(controller, jobs, job_id)
+
+    assert job.status == S.SUCCEEDED
+    assert (job.recoveries, job.restarts) == (1, 0)
+    assert moves(jobs, job_id) == [
+        "PENDING", "STARTING", "RUNNING", "RECOVERING", "RUNNING", "SUCCEEDED"
+    ]  # fmt: skip
+    reasons = [e.reason for e in jobs.store.managed.events(job_id)]
+    assert any("preempted: node 0 no longer running" in r for r in reasons)
+    # SKYPILOT_TASK_ID is stable, so the second run resumed where the first one stopped.
+    assert [p.name for p in tmp_path.glob("skyplan-managed-*")] == task_ids
+    second_start = [line for line in output(jobs, job_id) if line.startswith("start at")]
+    assert second_start and second_start[-1] != "start at 0"
+    segments = jobs.store.managed.segments(job_id)
+    assert [s.outcome for s in segments] == ["preempted", "succeeded"]
+
+
+def test_a_run_killed_behind_skyplans_back_is_a_preemption_not_a_failure(
+    session: Session, jobs: ManagedJobs, controller: ManagedJobController, tmp_path: Path
+) -> None:
+    started = tmp_path / "started"
+    job_id = launch(jobs, tmp_path, run=f"echo x >> {started}; sleep 0.5")
+    drive(controller, started.exists, what="the run to start")
+
+    for pgid in node_root(session, job_id).rglob("pgid"):
+        os.killpg(int(pgid.read_text().strip()), signal.SIGKILL)
+    job = finish(controller, jobs, job_id)
+
+    assert (job.status, job.recoveries, job.restarts) == (S.SUCCEEDED, 1, 0)
+    assert len(started.read_text().splitlines()) == 2
+
+
+def test_a_multi_node_job_that_loses_one_node_replaces_only_that_node(
+    session: Session, jobs: ManagedJobs, controller: ManagedJobController, tmp_path: Path
+) -> None:
+    go = tmp_path / "go"
+    ranks = tmp_path / "ranks"
+    job_id = launch(
+        jobs,
+        tmp_path,
+        num_nodes=3,
+        run=f"echo $SKYPILOT_NODE_RANK >> {ranks}; {gate(go)}",
+    )
+    drive(
+        controller,
+        lambda: ranks.exists() and len(ranks.read_text().split()) == 3,
+        what="3 ranks running",
+    )
+    healthy = node_root(session, job_id, 0) / "healthy-marker"
+    healthy.write_text("this node was never replaced")
+
+    preempt(session, job_id, rank=2)
+    drive(
+        controller,
+        lambda: len(ranks.read_text().split()) == 6,
+        what="the run to restart on all 3 nodes",
+    )
+    # The healthy nodes were kept (node 0's files are still there), node 2 came back, and the
+    # run started again on all three; the cluster was never launched a second time.
+    assert healthy.exists()
+    assert node_root(session, job_id, 2).is_dir()
+    assert sorted(ranks.read_text().split()) == ["0", "0", "1", "1", "2", "2"]
+    launches = session.store.events(cluster=managed_cluster(job_id))
+    assert sum(1 for e in launches if e.reason == "launch requested") == 1
+    go.touch()
+    job = finish(controller, jobs, job_id)
+
+    assert (job.status, job.recoveries) == (S.SUCCEEDED, 1)
+    reasons = [e.reason for e in jobs.store.managed.events(job_id)]
+    assert any("replacing node(s) lost from managed-" in r for r in reasons)
+
+
+# -- cancel -------------------------------------------------------------------------------------
+
+
+def test_cancel_stops_a_running_job_and_tears_its_cluster_down(
+    session: Session, jobs: ManagedJobs, controller: ManagedJobController, tmp_path: Path
+) -> None:
+    started = tmp_path / "started"
+    job_id = launch(jobs, tmp_path, run=f"touch {started}; sleep 60")
+    drive(controller, started.exists, what="the run to start")
+
+    (asked,) = jobs.cancel([job_id], start_controller=False)
+    assert asked.status == S.CANCELLING
+    job = finish(controller, jobs, job_id)
+
+    assert job.status == S.CANCELLED
+    assert session.store.clusters() == []
+    assert [s.outcome for s in jobs.store.managed.segments(job_id)] == ["cancelled"]
+
+
+def test_cancel_of_a_pending_job_is_immediate_and_by_name_or_all(
+    jobs: ManagedJobs, tmp_path: Path
+) -> None:
+    a = jobs.launch(local_task(name="a", run="true"), start_controller=False)
+    b = jobs.launch(local_task(name="b", run="true"), start_controller=False)
+    c = jobs.launch(local_task(name="b", run="true"), start_controller=False)
+
+    assert [j.job_id for j in jobs.cancel([a])] == [a]
+    assert [j.job_id for j in jobs.cancel(name="b")] == [b, c]
+    assert jobs.cancel(all_jobs=True) == []
+    assert {jobs.get(i).status for i in (a, b, c)} == {S.CANCELLED}
+
+
+# -- pipelines ----------------------------------------------------------------------------------
+
+
+def test_a_pipeline_runs_its_stages_in_order_each_on_its_own_cluster(
+    jobs: ManagedJobs, controller: ManagedJobController, tmp_path: Path
+) -> None:
+    trail = tmp_path / "trail"
+    dag = Dag(
+        tasks=(
+            local_task(name="prep", run=f"echo prep $SKYPILOT_TASK_ID >> {trail}"),
+            local_task(name="train", run=f"echo train $SKYPILOT_TASK_ID >> {trail}"),
+        )
+    )
+    job_id = jobs.launch(dag, base_dir=tmp_path, start_controller=False)
+
+    job = finish(controller, jobs, job_id)
+
+    assert (job.status, job.stage) == (S.SUCCEEDED, 1)
+    first, second = trail.read_text().splitlines()
+    assert first.startswith("prep ") and first.endswith("-0")
+    assert second.startswith("train ") and second.endswith("-1")
+    assert jobs.store.clusters() == []
+
+
+# -- many jobs ----------------------------------------------------------------------------------
+
+
+def test_one_controller_serves_many_jobs_concurrently(
+    jobs: ManagedJobs, controller: ManagedJobController, tmp_path: Path
+) -> None:
+    go = tmp_path / "go"
+    ids = [launch(jobs, tmp_path, run=gate(go)) for _ in range(6)]
+
+    drive(
+        controller,
+        lambda: all(jobs.get(i).status == S.RUNNING for i in ids),
+        what="every job running",
+    )
+    go.touch()
+    for job_id in ids:
+        assert finish(controller, jobs, job_id).status == S.SUCCEEDED
+    assert jobs.store.clusters() == []

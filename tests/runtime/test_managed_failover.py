@@ -1,0 +1,195 @@
+"""Where a managed job goes after a preemption, and what happens when nowhere will take it:
+the real controller and strategies over `FaultyBackend` (a TEST DOUBLE cloud in memory whose
+provisioning fails on cue; commands run as local processes), with a planner over its offers
+that honours the strategy's target (spot, exclude, prefer) the way `session.jobs.plan` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from skyplan.errors import NoFeasiblePlacement, Scope
+from skyplan.model import Offer, Task
+from skyplan.model.managed import ManagedJobRecord, ManagedJobStatus, managed_cluster
+from skyplan.runtime.managed import ControllerSettings, ManagedJobController, ManagedPlanner
+from skyplan.runtime.recovery import Target
+from skyplan.runtime.strategies import eager
+from skyplan.state import Store
+from tests.runtime.conftest import wait_until
+from tests.runtime.faulty import Fault, FaultyBackend, offers
+
+S = ManagedJobStatus
+
+
+def planner_over(choices: Sequence[Offer]) -> ManagedPlanner:
+    def plan(
+        _job: ManagedJobRecord, _task: Task, target: Target, blocked: frozenset[Scope]
+    ) -> Offer:
+        left = [
+            o for o in choices
+            if not any(s.covers(o.cloud, o.region, o.zone) for s in blocked | target.exclude)
+        ]  # fmt: skip
+        if target.prefer is not None:
+            near = [o for o in left if target.prefer.covers(o.cloud, o.region, o.zone)]
+            left = near or left
+        if not left:
+            raise NoFeasiblePlacement(None, "every offer is blocked")
+        return min(left, key=lambda o: o.hourly_cost)
+
+    return plan
+
+
+class World:
+    def __init__(self, tmp_path: Path, faults: dict[str, Any] | None = None) -> None:
+        self.cloud = FaultyBackend("fake", tmp_path / "cloud", faults)
+        self.store = Store.open(f"sqlite:///{tmp_path / 'state.db'}")
+        self.tmp = tmp_path
+        self.controller = ManagedJobController(
+            self.store,
+            {"fake": self.cloud}.__getitem__,
+            planner_over([o for o in offers() if o.cloud == "fake"]),
+            lambda _j: {},
+            settings=ControllerSettings(poll=0.05, tick=0.5),
+        )
+
+    def submit(self, run: str, strategy: str = "eager-next-region", **fields: Any) -> int:
+        now = datetime.now(UTC)
+        task = Task.model_validate({"run": run})
+        job = self.store.managed.submit(
+            ManagedJobRecord(
+                job_id=0,
+                tasks=[task.model_dump(mode="json", exclude_defaults=True)],
+                strategy=strategy,
+                base_dir=str(self.tmp),
+                submitted_at=now,
+                updated_at=now,
+                **fields,
+            )
+        )
+        return job.job_id
+
+    def until(
+        self, job_id: int, *statuses: ManagedJobStatus, recoveries: int = 0
+    ) -> ManagedJobRecord:
+        def probe() -> bool:
+            self.controller.pass_once()
+            job = self.store.managed.require(job_id)
+            return job.status in statuses and job.recoveries >= recoveries
+
+        wait_until(probe, timeout=20, what=f"job {job_id} to be {statuses}")
+        wait_until(lambda: not self.controller._in_flight(), what="the controller to go idle")
+        return self.store.managed.require(job_id)
+
+    def reclaim(self, job_id: int) -> None:
+        """The cloud takes the job's nodes back (its processes die with them)."""
+        cluster = managed_cluster(job_id)
+        for node in self.cloud.nodes(cluster):
+            self.cloud.runner(node).run(f"pkill -f {self.tmp} || true")
+        self.cloud.terminate(cluster)
+
+    def places(self, job_id: int) -> list[tuple[str, str | None, str | None]]:
+        return [(s.region, s.zone, s.outcome) for s in self.store.managed.segments(job_id)]
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    made = World(tmp_path)
+    yield made
+    made.controller.close()
+    made.store.close()
+
+
+def gated(world: World) -> tuple[str, Path]:
+    go = world.tmp / "go"
+    return f"until [ -f {go} ]; do sleep 0.05; done # {world.tmp}", go
+
+
+@pytest.mark.parametrize(
+    ("strategy", "second"),
+    [
+        pytest.param("eager-next-region", ("r2", "r2a"), id="eager-leaves-the-preempted-region"),
+        pytest.param("failover", ("r1", "r1a"), id="failover-stays-in-the-region"),
+    ],
+)
+def test_after_a_preemption_the_strategy_decides_the_region(
+    world: World, strategy: str, second: tuple[str, str]
+) -> None:
+    run, go = gated(world)
+    job_id = world.submit(run, strategy)
+    world.until(job_id, S.RUNNING)
+
+    world.reclaim(job_id)
+    world.until(job_id, S.RUNNING, recoveries=1)
+    # r1 is cheapest and has room again; only eager-next-region refuses to go back.
+    assert world.places(job_id) == [("r1", "r1a", "preempted"), (*second, None)]
+    go.touch()
+    assert world.until(job_id, S.SUCCEEDED).recoveries == 1
+    assert world.cloud.owned() == {}
+
+
+def test_nothing_anywhere_at_the_first_launch_is_failed_no_resource(tmp_path: Path) -> None:
+    world = World(tmp_path, {"r1": Fault("capacity"), "r2": Fault("capacity")})
+    try:
+        job_id = world.submit("echo never")
+        job = world.until(job_id, S.FAILED_NO_RESOURCE)
+        assert "every place failed" in job.message
+        assert world.cloud.owned() == {} and world.store.clusters() == []
+    finally:
+        world.controller.close()
+        world.store.close()
+
+
+def test_eager_widens_to_the_preempted_region_when_nothing_else_has_room(
+    tmp_path: Path,
+) -> None:
+    world = World(tmp_path)
+    try:
+        run, go = gated(world)
+        job_id = world.submit(run)
+        world.until(job_id, S.RUNNING)
+        world.cloud.faults["r2"] = [Fault("capacity")]
+
+        world.reclaim(job_id)
+        world.until(job_id, S.RUNNING, recoveries=1)
+        assert world.places(job_id) == [("r1", "r1a", "preempted"), ("r1", "r1a", None)]
+        notes = [e.reason for e in world.store.managed.events(job_id)]
+        assert any("nothing outside the preempted region: widening" in n for n in notes)
+        go.touch()
+        world.until(job_id, S.SUCCEEDED)
+    finally:
+        world.controller.close()
+        world.store.close()
+
+
+def test_when_every_place_refuses_a_recovery_it_waits_then_tries_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(eager, "backoff", lambda attempt, **_kw: 0.2)
+    world = World(tmp_path)
+    try:
+        run, go = gated(world)
+        job_id = world.submit(run)
+        world.until(job_id, S.RUNNING)
+        # Refused outside r1, then everywhere once widened (r1a, r1b, r2a), then room again.
+        world.cloud.faults = {
+            "r1": [Fault("capacity", times=2)],
+            "r2": [Fault("capacity", times=2)],
+        }
+
+        world.reclaim(job_id)
+        job = world.until(job_id, S.RUNNING, recoveries=1)
+        assert job.no_place == 0 and job.status == S.RUNNING
+        notes = [e.reason for e in world.store.managed.events(job_id)]
+        assert any("wait 0s: nowhere to run" in n for n in notes), "\n".join(notes)
+        assert world.places(job_id) == [("r1", "r1a", "preempted"), ("r1", "r1a", None)]
+        go.touch()
+        assert world.until(job_id, S.SUCCEEDED).recoveries == 1
+        assert world.cloud.owned() == {}
+    finally:
+        world.controller.close()
+        world.store.close()
