@@ -28,6 +28,7 @@ from skyplan.cli.options import (
 )
 from skyplan.cli.policy import policy_group
 from skyplan.cli.serve import serve_group
+from skyplan.cli.sim import sim_group
 
 EXIT_INTERNAL = 70
 
@@ -174,6 +175,7 @@ for _command in clusters.COMMANDS:
 cli.add_command(policy_group)
 cli.add_command(admit)
 cli.add_command(serve_group)
+cli.add_command(sim_group)
 cli.add_command(jobs_group)
 
 
