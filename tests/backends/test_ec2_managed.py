@@ -19,15 +19,14 @@ import pytest
 
 from skyplan.backends.ec2 import CLUSTER_TAG, Ec2Backend
 from skyplan.backends.local import LocalRunner
-from skyplan.errors import NoFeasiblePlacement, Scope
-from skyplan.model import Offer, Task
+from skyplan.model import Task
 from skyplan.model.managed import ManagedJobRecord, ManagedJobStatus, managed_cluster
 from skyplan.model.node import Node
 from skyplan.runtime.managed import ControllerSettings, ManagedJobController
-from skyplan.runtime.recovery import Target
 from skyplan.state import Store
 from tests.backends.test_ec2 import CREDS, EAST, WEST, Observer, make_offer
 from tests.runtime.conftest import wait_until
+from tests.runtime.faulty import target_planner
 from tests.services.moto_server import MotoServer, moto_server
 
 
@@ -59,18 +58,6 @@ SPOT = [
     make_offer(EAST, "us-east-1a", spot=True, cost=0.3),
     make_offer(WEST, "us-west-2a", spot=True, cost=0.4),
 ]
-
-
-def planner(
-    _job: ManagedJobRecord, _task: Task, target: Target, blocked: frozenset[Scope]
-) -> Offer:
-    left = [
-        o for o in SPOT
-        if not any(s.covers(o.cloud, o.region, o.zone) for s in blocked | target.exclude)
-    ]  # fmt: skip
-    if not left:
-        raise NoFeasiblePlacement(None, "every offer is blocked")
-    return min(left, key=lambda o: o.hourly_cost)
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +105,7 @@ def test_a_terminated_spot_instance_is_a_preemption_and_the_job_moves_region(
         controller = ManagedJobController(
             store,
             {"aws": aws}.__getitem__,
-            planner,
+            target_planner(SPOT),
             lambda _j: {},
             settings=ControllerSettings(poll=0.1, tick=1.0),
         )

@@ -37,6 +37,8 @@ from skyplan.model.node import (
     ProvisionRequest,
 )
 from skyplan.runtime.launch import Planner
+from skyplan.runtime.managed import ManagedPlanner
+from skyplan.runtime.recovery import Target
 
 FaultKind = Literal["capacity", "quota", "auth", "transient", "invalid"]
 
@@ -227,3 +229,20 @@ def cheapest_planner(choices: Sequence[Offer]) -> Planner:
         return min(left, key=lambda o: o.hourly_cost)
 
     return planner
+
+
+def target_planner(choices: Sequence[Offer]) -> ManagedPlanner:
+    """A managed-job planner over `choices` that honours the strategy's target the way
+    `session.jobs.plan` does: its `exclude` joins the blocklist, its `prefer` is tried first."""
+
+    def plan(_job: object, _task: object, target: Target, blocked: frozenset[Scope]) -> Offer:
+        out = blocked | target.exclude
+        left = [o for o in choices if not any(s.covers(o.cloud, o.region, o.zone) for s in out)]
+        if target.prefer is not None:
+            near = [o for o in left if target.prefer.covers(o.cloud, o.region, o.zone)]
+            left = near or left
+        if not left:
+            raise NoFeasiblePlacement(None, "every offer is blocked")
+        return min(left, key=lambda o: o.hourly_cost)
+
+    return plan

@@ -354,6 +354,13 @@ def test_a_pipeline_runs_its_stages_in_order_each_on_its_own_cluster(
     assert jobs.store.clusters() == []
 
 
+def test_a_parallel_job_group_is_refused_before_anything_is_recorded(jobs: ManagedJobs) -> None:
+    group = Dag(kind="job_group", tasks=(local_task(run="true"), local_task(run="true")))
+    with pytest.raises(InputError, match="execution: parallel"):
+        jobs.launch(group, start_controller=False)
+    assert jobs.store.managed.jobs() == []
+
+
 # -- many jobs ----------------------------------------------------------------------------------
 
 

@@ -6,42 +6,22 @@ that honours the strategy's target (spot, exclude, prefer) the way `session.jobs
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from skyplan.errors import NoFeasiblePlacement, Scope
-from skyplan.model import Offer, Task
+from skyplan.model import Task
 from skyplan.model.managed import ManagedJobRecord, ManagedJobStatus, managed_cluster
-from skyplan.runtime.managed import ControllerSettings, ManagedJobController, ManagedPlanner
-from skyplan.runtime.recovery import Target
+from skyplan.runtime.managed import ControllerSettings, ManagedJobController
 from skyplan.runtime.strategies import eager
 from skyplan.state import Store
 from tests.runtime.conftest import wait_until
-from tests.runtime.faulty import Fault, FaultyBackend, offers
+from tests.runtime.faulty import Fault, FaultyBackend, offers, target_planner
 
 S = ManagedJobStatus
-
-
-def planner_over(choices: Sequence[Offer]) -> ManagedPlanner:
-    def plan(
-        _job: ManagedJobRecord, _task: Task, target: Target, blocked: frozenset[Scope]
-    ) -> Offer:
-        left = [
-            o for o in choices
-            if not any(s.covers(o.cloud, o.region, o.zone) for s in blocked | target.exclude)
-        ]  # fmt: skip
-        if target.prefer is not None:
-            near = [o for o in left if target.prefer.covers(o.cloud, o.region, o.zone)]
-            left = near or left
-        if not left:
-            raise NoFeasiblePlacement(None, "every offer is blocked")
-        return min(left, key=lambda o: o.hourly_cost)
-
-    return plan
 
 
 class World:
@@ -52,7 +32,7 @@ class World:
         self.controller = ManagedJobController(
             self.store,
             {"fake": self.cloud}.__getitem__,
-            planner_over([o for o in offers() if o.cloud == "fake"]),
+            target_planner([o for o in offers() if o.cloud == "fake"]),
             lambda _j: {},
             settings=ControllerSettings(poll=0.05, tick=0.5),
         )

@@ -155,6 +155,13 @@ class ManagedJobs:
         tasks = [work] if isinstance(work, Task) else list(work.tasks)
         if not tasks:
             raise InputError("the file has no task to run")
+        if isinstance(work, Dag) and work.kind == "job_group":
+            raise InputError(
+                "a job group (`execution: parallel`) cannot run as a managed job yet; "
+                "drop `execution: parallel` to run its tasks as a pipeline, one after another"
+            )
+        if isinstance(work, Dag) and name is None:
+            name = work.name
         first = tasks[0]
         recovery = first.resources.job_recovery
         strategy = strategy_named(recovery.strategy if recovery else None)
