@@ -8,7 +8,7 @@ import os
 import socket
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from skyplan.errors import StateError
@@ -61,6 +61,14 @@ def _renewed(lease: Lease, ttl: float) -> Iterator[None]:
     finally:
         stop.set()
         thread.join()
+
+
+def locked(
+    store: Store, name: str, *, ttl: float = 60.0, timeout: float = 30.0
+) -> AbstractContextManager[Lease]:
+    """Lock `name` for a short block (no renewal), owned by this thread of this process, so a
+    holder killed on this host is seen dead at once instead of after `ttl`."""
+    return store.lock(name, owner=owner(), ttl=ttl, timeout=timeout, abandoned=abandoned)
 
 
 @contextmanager

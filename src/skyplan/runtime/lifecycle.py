@@ -12,7 +12,7 @@ from skyplan.errors import BackendError, ClusterStateError, InvalidRequestError
 from skyplan.model.node import Capability, Node, NodeStatus
 from skyplan.model.state import ClusterRecord, ClusterStatus, JobStatus, LaunchStep
 from skyplan.runtime.launch import BackendFor, Say, launch_lock
-from skyplan.runtime.lease import TTL, abandoned, held
+from skyplan.runtime.lease import TTL, abandoned, held, locked
 from skyplan.runtime.queue import ACTIVE, JobQueue, queue_lock
 from skyplan.state import Store
 
@@ -229,7 +229,7 @@ class Lifecycle:
         if record is None or not self.autostop_due(record):
             return None
         with held(self.store, launch_lock(name)):
-            with self.store.lock(queue_lock(name), ttl=TTL):
+            with locked(self.store, queue_lock(name), ttl=TTL):
                 record = self.store.get_cluster(name)
                 if record is None or not self.autostop_due(record):
                     return None

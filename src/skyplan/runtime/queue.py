@@ -18,6 +18,7 @@ from skyplan.errors import BackendError, ClusterStateError
 from skyplan.model.node import Node, NodeStatus
 from skyplan.model.state import ClusterRecord, ClusterStatus, JobDemand, JobRecord, JobStatus
 from skyplan.runtime import fit, node_jobs
+from skyplan.runtime.lease import locked
 from skyplan.state import Store
 
 ACTIVE = (JobStatus.PENDING, JobStatus.RUNNING)
@@ -63,7 +64,7 @@ class JobQueue:
 
         Both happen under the queue lock, which `schedule` (so no job starts before its files
         are there) and autostop (so no job is queued on a cluster being stopped) also take."""
-        with self.store.lock(queue_lock(self.cluster)):
+        with locked(self.store, queue_lock(self.cluster)):
             record = self.store.require_cluster(self.cluster)
             self._check_fits(record, demand)
             job = self.store.submit_job(
@@ -120,7 +121,7 @@ class JobQueue:
 
     def schedule(self) -> list[JobRecord]:
         """Start every pending job that fits now (FIFO with backfill); returns those started."""
-        with self.store.lock(queue_lock(self.cluster)):
+        with locked(self.store, queue_lock(self.cluster)):
             record = self.store.get_cluster(self.cluster)
             if record is None or record.status != ClusterStatus.UP:
                 return []
@@ -226,7 +227,7 @@ class JobQueue:
             status, code, why = outcome
             # Only processes seen running need killing (an ended group's zombies would stall it).
             still_running = any(seen.get(r, {}).get(job.job_id) == "running" for r in job.ranks)
-            with self.store.lock(queue_lock(self.cluster)):
+            with locked(self.store, queue_lock(self.cluster)):
                 current = self.store.job(self.cluster, job.job_id)
                 if current is None or current.status != JobStatus.RUNNING:
                     continue
@@ -314,7 +315,7 @@ class JobQueue:
     def cancel(self, job_ids: Sequence[int] | None = None) -> list[JobRecord]:
         """Cancel the given jobs (all active ones when None); returns those cancelled."""
         cancelled = []
-        with self.store.lock(queue_lock(self.cluster)):
+        with locked(self.store, queue_lock(self.cluster)):
             active = self.store.jobs(self.cluster, ACTIVE)
             wanted = active if job_ids is None else [j for j in active if j.job_id in job_ids]
             for job in wanted:
