@@ -44,6 +44,32 @@ class Cli:
     def json(self, *args: str) -> object:
         return json.loads(self(*args, "--json").stdout)
 
+    def interrupted(self, *args: str, once: str) -> subprocess.CompletedProcess[str]:
+        """Run a command, press Ctrl-C (SIGINT) once its stdout has printed `once`, and
+        return what it printed; a command that does not stop within 20 s fails the test."""
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "skyplan", *args],
+            cwd=self.cwd,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        seen = []
+        for line in proc.stdout:
+            seen.append(line)
+            if once in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        try:
+            rest, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise AssertionError(f"{args} went on after Ctrl-C") from None
+        assert "Traceback" not in err, err
+        return subprocess.CompletedProcess(proc.args, proc.returncode, "".join(seen) + rest, err)
+
 
 @pytest.fixture
 def cli(tmp_path: Path) -> Iterator[Cli]:
@@ -107,6 +133,22 @@ def test_a_secret_without_a_value_is_a_usage_error(cli: Cli, tmp_path: Path) -> 
     (tmp_path / "task.yaml").write_text("resources:\n  infra: local\nsecrets:\n  TOKEN: null\n")
     done = cli("launch", "-c", "dev", "task.yaml", check=2)
     assert "TOKEN" in done.stderr and "--secret" in done.stderr
+
+
+def test_ctrl_c_while_following_detaches_and_the_job_keeps_running(cli: Cli) -> None:
+    cmd = "echo started; sleep 600"
+    done = cli.interrupted("launch", "-c", "dev", "--infra", "local", cmd, once="started")
+    assert done.returncode == 0, done.stderr
+    assert "detached: job 1 on dev keeps running (`skyplan logs dev 1`" in done.stderr
+    done = cli.interrupted("exec", "dev", cmd, once="started")
+    assert "detached: job 2 on dev keeps running" in done.stderr
+    done = cli.interrupted("logs", "dev", "2", once="started")
+    assert (done.returncode, "detached: job 2 on dev keeps running") == (
+        0,
+        done.stderr.strip()[:36],
+    )
+    jobs = {j["job_id"]: j["status"] for j in cli.json("queue", "dev")}  # type: ignore[attr-defined]
+    assert jobs == {1: "running", 2: "running"}
 
 
 def test_exec_queue_logs_and_cancel_on_an_existing_cluster(cli: Cli) -> None:

@@ -79,6 +79,16 @@ def test_a_detached_job_can_be_cancelled(cli: Cli, tmp_path: Path) -> None:
     assert cli.json("status", "--no-refresh") == {"clusters": [], "orphans": {}}
 
 
+def test_ctrl_c_while_following_a_managed_job_detaches(cli: Cli) -> None:
+    cmd = "echo started; sleep 600"
+    done = cli.interrupted("jobs", "launch", "--infra", "local", "-n", "long", cmd, once="started")
+    assert done.returncode == 0, done.stderr
+    assert "detached: managed job 1 keeps running (`skyplan jobs logs 1`" in done.stderr
+    done = cli.interrupted("jobs", "logs", "long", once="started")
+    assert "detached: managed job 1 keeps running" in done.stderr
+    assert queue(cli)[0]["status"] == "RUNNING"
+
+
 def test_a_failed_job_exits_1(cli: Cli) -> None:
     done = cli("jobs", "launch", "--infra", "local", "echo oops; exit 4", check=1)
     assert "oops" in done.stdout

@@ -92,6 +92,13 @@ class LocalRunner:
                 else:
                     kept.append(line)
             code = proc.wait()
+        except BaseException:
+            # Interrupted (Ctrl-C while streaming a log): the command must not outlive us and
+            # go on printing; jobs it started run in sessions of their own and are not touched.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
         finally:
             if timer:
                 timer.cancel()

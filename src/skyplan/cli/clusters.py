@@ -19,6 +19,7 @@ from skyplan.cli import render
 from skyplan.cli.options import (
     catalog_option,
     context_options,
+    detach_on_interrupt,
     json_option,
     optional_policy,
     parse_pairs,
@@ -83,7 +84,11 @@ def _job_json(job: Any) -> dict[str, Any]:
 
 
 def _follow(session: Any, cluster: str, job: Any) -> None:
-    final = session.logs(cluster, job.job_id, follow=True)
+    """Stream a job's output until it ends; Ctrl-C detaches and the job goes on."""
+    with detach_on_interrupt(
+        f"job {job.job_id} on {cluster}", f"skyplan logs {cluster} {job.job_id}"
+    ):
+        final = session.logs(cluster, job.job_id, follow=True)
     click.echo(f"job {final.job_id} {final.status.value}: {final.message}", err=True)
     if final.status in (skyplan.JobStatus.FAILED, skyplan.JobStatus.LOST):
         sys.exit(1)
@@ -308,7 +313,12 @@ def queue(cluster: str, all_jobs: bool, as_json: bool) -> None:
 def logs(cluster: str, job_id: int | None, follow: bool) -> None:
     """Print a job's output (the latest job by default)."""
     with _session() as session:
-        job = session.logs(cluster, job_id, follow=follow)
+        if follow:
+            which = f" {job_id}" if job_id is not None else ""
+            with detach_on_interrupt(f"job{which} on {cluster}", f"skyplan logs {cluster}{which}"):
+                job = session.logs(cluster, job_id, follow=True)
+        else:
+            job = session.logs(cluster, job_id, follow=False)
     if job.status in (skyplan.JobStatus.FAILED, skyplan.JobStatus.LOST):
         sys.exit(1)
 

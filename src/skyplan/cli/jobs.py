@@ -21,6 +21,7 @@ from skyplan.cli.clusters import _ago, _confirm, _session, _work, yes_option
 from skyplan.cli.options import (
     catalog_option,
     context_options,
+    detach_on_interrupt,
     json_option,
     optional_policy,
     parse_pairs,
@@ -107,9 +108,16 @@ def launch(
         click.echo(f"managed job {job_id} submitted", err=True)
         if detach_run:
             return
-        final = session.jobs.logs(job_id, follow=True)
+        final = _follow(session, job_id)
     click.echo(f"managed job {final.job_id} {final.status.value}: {final.message}", err=True)
     _exit_for(final)
+
+
+def _follow(session: Any, job: str | int) -> Any:
+    """Stream the job's output; Ctrl-C detaches (the job goes on) instead of aborting."""
+    job_id = session.jobs.resolve(job).job_id
+    with detach_on_interrupt(f"managed job {job_id}", f"skyplan jobs logs {job_id}"):
+        return session.jobs.logs(job_id, follow=True)
 
 
 @jobs_group.command(name="queue")
@@ -165,8 +173,10 @@ def logs(job: str, follow: bool, controller: bool) -> None:
     with _session() as session:
         if controller:
             final = session.jobs.controller_log(job)
+        elif follow:
+            final = _follow(session, job)
         else:
-            final = session.jobs.logs(job, follow=follow)
+            final = session.jobs.logs(job, follow=False)
     if final.status.done:
         click.echo(f"managed job {final.job_id} {final.status.value}: {final.message}", err=True)
     _exit_for(final)

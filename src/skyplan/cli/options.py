@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,17 @@ catalog_option = click.option(
     "Default: the shipped catalog (or $SKYPLAN_CATALOG).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+@contextmanager
+def detach_on_interrupt(what: str, again: str) -> Iterator[None]:
+    """Ctrl-C while following output detaches: say that `what` keeps running and how to
+    follow it `again`, and exit 0; the job is not touched."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        click.echo(f"\ndetached: {what} keeps running (`{again}` follows it again)", err=True)
+        sys.exit(0)
 
 
 def context_options(command: Callable[..., Any]) -> Callable[..., Any]:

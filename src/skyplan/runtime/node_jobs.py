@@ -54,7 +54,10 @@ def start_script(
     overrides the job's own environment; `defaults` apply only where it sets nothing.
 
     A background job of a non-interactive shell is not a process group leader, so `setsid`
-    makes it one without forking: `$!` is the new session's (and process group's) id."""
+    makes it one without forking: `$!` is the new session's (and process group's) id. That
+    group exists only once `setsid` has run, so the id is written (atomically) after the group
+    is there, or the process already gone: before, a poll in between saw a job without a group
+    and failed it as ended without an exit code, and `kill -- -pgid` found nothing."""
     d = shlex.quote(job_dir(root, job_id))
     body = (
         "set -a; . ./env; "
@@ -69,7 +72,8 @@ def start_script(
     return (
         f"cd {d} && rm -f rc pgid && "
         f"(setsid nohup bash -c {shlex.quote(body)} > /dev/null 2>&1 < /dev/null & "
-        "echo $! > pgid)"
+        "p=$!; while ! kill -0 -$p 2>/dev/null && kill -0 $p 2>/dev/null; do sleep 0.01; done; "
+        "echo $p > pgid.tmp && mv pgid.tmp pgid)"
     )
 
 

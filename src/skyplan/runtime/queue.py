@@ -368,14 +368,19 @@ class JobQueue:
             except BackendError as exc:
                 out(f"node {rank}: {exc}")
 
+        # Daemon threads: a caller interrupted while following (Ctrl-C) returns at once; the
+        # readers die with the process and the remote tails at their next line or the job's end.
         threads = [
-            threading.Thread(target=stream, args=(i, r), name=f"logs {self.cluster}/{r}")
+            threading.Thread(
+                target=stream, args=(i, r), name=f"logs {self.cluster}/{r}", daemon=True
+            )
             for i, r in enumerate(job.ranks)
         ]
         for t in threads:
             t.start()
         for t in threads:
-            t.join()
+            while t.is_alive():  # short waits: a Ctrl-C delivered to another thread lands here
+                t.join(0.2)
         if follow:
             self.refresh()
         return self.store.job(self.cluster, job_id) or job
