@@ -10,8 +10,11 @@ random submission ticks (seeded) on the 2-week (aws-10-26-2022) and the 2-month
 - multi zone: the zones of one node shape as choices (the 2-week directory holds four shapes
   over two zones, the 2-month one a single shape over nine zones), the runs pooled.
 
-Savings are the mean cost against running the job on demand from start to finish. The
-omniscient optimum (`skyplan.sim.optimum`) knows the future: no strategy can beat it.
+Savings are the mean cost against running the job on demand from start to finish.
+`uniform-progress+probe` is an ablation (not shipped): uniform progress with the non-destructive
+switch regional-progress uses, so the table shows what the switch alone brings and what the rest
+of regional-progress adds. The omniscient optimum (`skyplan.sim.optimum`) knows the future: no
+strategy can beat it.
 
     .venv/bin/python benchmarks/recovery.py [--starts 150] [--seed 0] [--workers 2]
 """
@@ -28,12 +31,19 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from skyplan.runtime.recovery import register, strategy_named
+from skyplan.runtime.strategies import ProgressStrategy
 from skyplan.sim import OPTIMUM, JobSpec, compare, load_traces, shape_groups
 
 ROOT = Path(__file__).resolve().parents[1]
 TRACES = ROOT.parent / "shared" / "traces" / "availability" / "1-node"
 SETS = (("2-week", "aws-10-26-2022"), ("2-month", "aws-02-15-2023"))
-STRATEGIES = ("eager-next-region", "uniform-progress", "regional-progress")
+#: An ablation, not shipped: the paper's uniform progress given regional-progress's
+#: non-destructive switch (`probe`), to show how much of the gain the switch alone brings.
+ABLATION = "uniform-progress+probe"
+strategy_named(None)  # the built-ins first
+register(ProgressStrategy(name=ABLATION, probe=True))
+STRATEGIES = ("eager-next-region", "uniform-progress", ABLATION, "regional-progress")
 FRACTIONS = (0.8, 0.9)
 
 

@@ -18,12 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from skyplan.errors import InputError, NoFeasiblePlacement
+from skyplan.api import load_task
+from skyplan.errors import InputError, NoFeasiblePlacement, Scope
 from skyplan.execution.managed import ManagedJobs
 from skyplan.execution.session import Session
 from skyplan.model import Dag, Task
 from skyplan.model.managed import ManagedJobRecord, ManagedJobStatus, managed_cluster
 from skyplan.runtime.managed import ControllerSettings, ManagedJobController
+from skyplan.runtime.recovery import Target
 from tests.runtime.conftest import gate, local_task, wait_until
 
 S = ManagedJobStatus
@@ -352,6 +354,36 @@ def test_a_pipeline_runs_its_stages_in_order_each_on_its_own_cluster(
     assert first.startswith("prep ") and first.endswith("-0")
     assert second.startswith("train ") and second.endswith("-1")
     assert jobs.store.clusters() == []
+
+
+PIPELINE_EGRESS = Path(__file__).resolve().parents[2] / "examples" / "pipeline_egress.yaml"
+
+
+def test_a_pipelines_stages_are_placed_together_with_the_egress_between_them(
+    jobs: ManagedJobs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Planned alone, `train` goes to another cloud than `preprocess`; with the 400 GB that
+    # preprocess hands to train, one region for both is cheaper. (AWS and Lambda stand in for
+    # usable backends: the plan is the shipped catalog's, nothing is launched.)
+    monkeypatch.setattr(jobs.session, "_candidates", lambda _task: (["aws", "lambda"], [], {}))
+    dag = load_task(PIPELINE_EGRESS)
+    job_id = jobs.launch(dag, base_dir=PIPELINE_EGRESS.parent, start_controller=False)
+    job = jobs.get(job_id)
+
+    first, second = job.planning["pipeline"]["stages"]
+    assert (first["cloud"], first["region"]) == (second["cloud"], second["region"])
+    assert job.planning["pipeline"]["egress_cost"] == 0
+    train = dag.tasks[1]
+    alone = jobs.plan(job.model_copy(update={"planning": {}}), train, Target(), frozenset())
+    assert alone.cloud != second["cloud"]
+    together = jobs.plan(job.model_copy(update={"stage": 1}), train, Target(), frozenset())
+    assert (together.cloud, together.region) == (second["cloud"], second["region"])
+    notes = [e.reason for e in jobs.store.managed.events(job_id)]
+    assert any(n.startswith("stages placed together: stage 0 ") for n in notes)
+    # A recovery that must leave the joint region still finds a place.
+    away = Target(exclude=frozenset({Scope(second["cloud"], second["region"])}))
+    moved = jobs.plan(job.model_copy(update={"stage": 1}), train, away, away.exclude)
+    assert (moved.cloud, moved.region) != (second["cloud"], second["region"])
 
 
 def test_a_parallel_job_group_is_refused_before_anything_is_recorded(jobs: ManagedJobs) -> None:

@@ -204,15 +204,22 @@ def test_regional_leaves_the_preempted_zone_then_widens() -> None:
 @pytest.mark.parametrize(
     ("progress", "up", "regional"),
     [
-        pytest.param(16.1, "wait", "wait", id="on track: both wait"),
-        pytest.param(15.9, "od", "wait", id="a blip behind: regional waits"),
-        pytest.param(15.7, "od", "od", id="a changeover behind: both pay"),
+        pytest.param(16.3, "spot", "try spot", id="ahead of the line: both leave on demand"),
+        pytest.param(15.7, "keep", "try spot", id="a little behind: regional tries spot"),
+        pytest.param(15.5, "keep", "keep", id="two changeovers behind: both stay"),
     ],
 )
-def test_regional_absorbs_a_lag_of_one_changeover(progress: float, up: str, regional: str) -> None:
-    view = make_view(Trigger.NO_PLACE, 20, progress, last_target=SPOT, no_place=2)
-    assert kind(strategy_named("uniform-progress").decide(view)) == up
-    assert kind(strategy_named("regional-progress").decide(view)) == regional
+def test_regional_tries_spot_beside_on_demand_from_two_changeovers_behind(
+    progress: float, up: str, regional: str
+) -> None:
+    def what(decision: object) -> str:
+        if isinstance(decision, Launch) and decision.target.keep_running:
+            return f"try {kind(decision)}"
+        return kind(decision)
+
+    view = make_view(Trigger.TICK, 20, progress, "od")  # the line is at 16 h of work
+    assert what(strategy_named("uniform-progress").decide(view)) == up
+    assert what(strategy_named("regional-progress").decide(view)) == regional
 
 
 def test_regional_keeps_the_safety_net() -> None:

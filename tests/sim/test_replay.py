@@ -53,6 +53,22 @@ class SpotWithWaits:
         return Keep() if view.running is not None else Launch(Target(spot=True))
 
 
+@dataclass(frozen=True)
+class OnDemandThenSpot:
+    """On demand first; from the first tick on, asks for spot (beside it with `keep_running`)."""
+
+    keep_running: bool
+    name: str = "test-od-then-spot"
+
+    def decide(self, view: RecoveryView) -> Decision:
+        if view.running is None:
+            spot = view.trigger != Trigger.NO_PLACE and view.trigger != Trigger.START
+            return Launch(Target(spot=spot))
+        if view.trigger == Trigger.TICK and not view.running.spot:
+            return Launch(Target(spot=True, keep_running=self.keep_running))
+        return Keep()
+
+
 @pytest.mark.parametrize("nodes", [1, 3])
 def test_all_on_demand_costs_duration_plus_changeover(nodes: int) -> None:
     spec = JobSpec(5, 8, 0.25, num_nodes=nodes, ondemand_price=2.0)
@@ -151,3 +167,19 @@ def test_uniform_progress_reproduces_the_papers_two_week_savings() -> None:
             costs += [r.cost for r in results]
     savings = 1 - statistics.fmean(costs) / spec.all_on_demand_cost
     assert 0.25 < savings < 0.31  # ≈ 28 % in a faithful replay of the paper's setup
+
+
+def test_a_switch_that_keeps_running_moves_only_when_spot_is_there() -> None:
+    # No spot for three hours, then spot to the end; a 0.5 h changeover at every start.
+    spec = JobSpec(4, 9, 0.5, spot_price=1.0, ondemand_price=2.0)
+    trace = [make_trace([0, 0, 0, 1, 1, 1, 1, 1, 1, 1])]
+    beside = replay(trace, spec, OnDemandThenSpot(keep_running=True))
+    # On demand 0-3 h (2.5 h of work) while two tries find nothing, then spot from 3 h.
+    assert (beside.launches, beside.recoveries) == (2, 0)
+    assert beside.finished_at == pytest.approx(5.0)
+    assert (beside.ondemand_hours, beside.spot_hours) == pytest.approx((3.0, 2.0))
+    assert beside.cost == pytest.approx(3.0 * 2.0 + 2.0 * 1.0)
+    # Break before make: every try ends the on-demand run, and each restart pays a changeover.
+    broken = replay(trace, spec, OnDemandThenSpot(keep_running=False))
+    assert broken.launches == 4 and broken.finished_at == pytest.approx(6.0)
+    assert broken.cost > beside.cost

@@ -106,7 +106,7 @@ def test_repr_masks_the_password() -> None:
 
 def test_open_migrates_an_empty_database_to_the_latest_version(store_url: str) -> None:
     with Store.open(store_url) as store:
-        assert store.schema_version() == schema.latest_version() == 2
+        assert store.schema_version() == schema.latest_version() == 3
         tables = set(sa.inspect(store._engine).get_table_names())
     assert tables >= {
         "schema_version",
@@ -120,8 +120,8 @@ def test_open_migrates_an_empty_database_to_the_latest_version(store_url: str) -
         "managed_segments",
     }
     with Store.open(store_url) as again:  # a second open changes nothing
-        assert again.schema_version() == 2
-        assert _versions(again) == [1, 2]
+        assert again.schema_version() == 3
+        assert _versions(again) == [1, 2, 3]
 
 
 def test_a_version_1_store_gains_the_managed_job_tables_and_keeps_its_clusters(
@@ -133,9 +133,34 @@ def test_a_version_1_store_gains_the_managed_job_tables_and_keeps_its_clusters(
         assert old.schema_version() == 1
     monkeypatch.undo()
     with Store.open(store_url) as upgraded:
-        assert _versions(upgraded) == [1, 2]
+        assert _versions(upgraded) == [1, 2, 3]
         assert upgraded.require_cluster("train").name == "train"
         assert upgraded.managed.jobs() == []
+
+
+def test_a_version_2_store_gains_the_slot_column_and_keeps_its_managed_jobs(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:2])
+    with Store.open(store_url) as old, old._engine.begin() as conn:
+        # As v2 made the table: no slot column.
+        conn.execute(sa.text("ALTER TABLE managed_jobs DROP COLUMN slot"))
+        now = datetime.now(UTC)
+        conn.execute(
+            sa.text(
+                "INSERT INTO managed_jobs (status, tasks, stage, envs, secret_names, "
+                "strategy, recovery, base_dir, planning, keep_on_failure, retry_until_up, "
+                "restarts, recoveries, no_place, submitted_at, updated_at, message) VALUES "
+                "('RUNNING', '[{}]', 0, '{}', '[]', 'failover', '{}', '.', '{}', false, "
+                "false, 0, 0, 0, :now, :now, '')"
+            ),
+            {"now": now},
+        )
+    monkeypatch.undo()
+    with Store.open(store_url) as upgraded:
+        assert _versions(upgraded) == [1, 2, 3]
+        (job,) = upgraded.managed.jobs()
+        assert (job.status, job.slot) == ("RUNNING", 0)
 
 
 def test_the_job_and_event_queries_have_indexes(store: Store) -> None:

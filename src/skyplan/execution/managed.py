@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -182,6 +182,8 @@ class ManagedJobs:
         )
         for index, task in enumerate(tasks):
             self._precheck(probe, task, index, len(tasks))
+        if isinstance(work, Dag) and len(tasks) > 1:
+            planning["pipeline"] = self._place_pipeline(probe, work)
         if secret:
             planning["secrets_file"] = self.secrets.write(secret)
         now = _now()
@@ -203,9 +205,55 @@ class ManagedJobs:
                 updated_at=now,
             )
         )
+        placed = planning.get("pipeline")
+        if placed:
+            where = ", ".join(
+                f"stage {i} {p['cloud']}/{p['region']}" for i, p in enumerate(placed["stages"])
+            )
+            self.store.managed.note(
+                job.job_id,
+                f"stages placed together: {where} (egress ${placed['egress_cost']:.2f})",
+            )
         if start_controller:
             self.ensure_controller()
         return job.job_id
+
+    def _place_pipeline(self, probe: ManagedJobRecord, work: Dag) -> dict[str, Any]:
+        """Place a pipeline's stages jointly (the pipeline optimizer: compute plus the egress
+        of each stage's outputs to the next) over the backends usable here. Each stage is then
+        launched in its region first (`plan`); a recovery may move it, as its strategy says.
+        A stage's runtime is its `job_recovery.duration` where given, else an hour."""
+        from skyplan import api
+        from skyplan.catalog import load_catalog
+        from skyplan.catalog.pools import launch_catalog
+
+        clouds: list[str] = []
+        offers: list[Any] = []
+        for task in work.tasks:
+            found_clouds, found_offers, _unusable = self.session._candidates(task)
+            clouds += [c for c in found_clouds if c not in clouds]
+            offers += [o for o in found_offers if o not in offers]
+        catalog = self._catalog(probe) or self.session._catalog or load_catalog()
+        runtimes = {
+            t.name: t.resources.job_recovery.duration_hours
+            for t in work.tasks
+            if t.name and t.resources.job_recovery and t.resources.job_recovery.duration_hours
+        }
+        plan = api.plan_pipeline(
+            work,
+            catalog=launch_catalog(catalog, clouds, offers, frozenset()),
+            policy=self._policy(probe),
+            context=self._context(probe),
+            runtime_hours=runtimes,
+        )
+        return {
+            "stages": [
+                {"cloud": s.offer.cloud, "region": s.offer.region, "zone": s.offer.zone}
+                for s in plan.steps
+            ],
+            "egress_cost": plan.egress_cost,
+            "total_cost": plan.total_cost,
+        }
 
     def _precheck(self, probe: ManagedJobRecord, task: Task, index: int, count: int) -> None:
         stage = f"stage {index} ({task.name})" if count > 1 else "the task"
@@ -230,10 +278,12 @@ class ManagedJobs:
             task = with_overrides(Dag(tasks=(task,)), {"use_spot": target.spot}).tasks[0]
         policy = self._policy(job)
         catalog = self._catalog(job)
-        context = job.planning.get("context")
-        ctx = RequestContext.model_validate(context) if context else None
-        if ctx is not None:
-            ctx = ctx.model_copy(update={"kind": "job"})
+        ctx = self._context(job)
+        stages = (job.planning.get("pipeline") or {}).get("stages") or []
+        if target.prefer is None and job.stage < len(stages):
+            # A pipeline's stage goes where the joint placement put it, when it still can.
+            joint = stages[job.stage]
+            target = replace(target, prefer=Scope(joint["cloud"], joint["region"]))
         if target.prefer is not None:
             where = "/".join(p for p in (target.prefer.cloud, target.prefer.region) if p)
             near = with_overrides(Dag(tasks=(task,)), {"infra": where}).tasks[0]
@@ -260,6 +310,12 @@ class ManagedJobs:
         except NoFeasiblePlacement as exc:
             raise session._explain_nothing(exc, clouds, offers, unusable) from None
         return plan.placements[0].choice
+
+    def _context(self, job: ManagedJobRecord) -> RequestContext | None:
+        context = job.planning.get("context")
+        if not context:
+            return None
+        return RequestContext.model_validate(context).model_copy(update={"kind": "job"})
 
     def _catalog(self, job: ManagedJobRecord) -> Catalog | None:
         path = job.planning.get("catalog")
@@ -357,7 +413,7 @@ class ManagedJobs:
     ) -> bool:
         """Print one run's output (live, or the kept copy); `previous` is the stage of the run
         shown before it (None: this is the first)."""
-        cluster = managed_cluster(job.job_id, job.stage)
+        cluster = managed_cluster(job.job_id, job.stage, job.slot)
         kept = self.logs_dir / str(job.job_id) / f"stage-{job.stage}-run-{run}.log"
         live = self.store.get_cluster(cluster) is not None and self.store.job(cluster, run)
         if not live and not kept.exists():

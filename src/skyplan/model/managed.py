@@ -1,8 +1,9 @@
 """What the store records of managed jobs: the job, and the segments it ran (one per placement).
 
-A managed job owns its clusters (one per stage, named `managed_cluster(job_id, stage)`), so a
-restarted controller always finds what an earlier one created. Statuses are SkyPilot's names.
-Secrets never appear here: the controller keeps their values in a mode-0600 file of its own.
+A managed job owns its clusters (one per stage and slot, named `managed_cluster(job_id, stage,
+slot)`), so a restarted controller always finds what an earlier one created. Statuses are
+SkyPilot's names. Secrets never appear here: the controller keeps their values in a mode-0600
+file of its own.
 """
 
 from __future__ import annotations
@@ -51,9 +52,14 @@ TERMINAL = frozenset(
 ACTIVE = tuple(s for s in ManagedJobStatus if s not in TERMINAL)
 
 
-def managed_cluster(job_id: int, stage: int = 0) -> str:
-    """The cluster a managed job's stage runs on: fixed, so a resumed controller finds it."""
-    return f"managed-{job_id}" if stage == 0 else f"managed-{job_id}-{stage}"
+def managed_cluster(job_id: int, stage: int = 0, slot: int = 0) -> str:
+    """The cluster a managed job's stage runs on: fixed, so a resumed controller finds it.
+
+    A stage has two slots: a switch that keeps the job running while it launches elsewhere
+    (`Target.keep_running`) brings the new cluster up in the other slot, and the job's
+    `slot` says which one it runs on."""
+    base = f"managed-{job_id}" if stage == 0 else f"managed-{job_id}-{stage}"
+    return base if slot == 0 else f"{base}-b"
 
 
 class ManagedJobRecord(BaseModel):
@@ -65,6 +71,8 @@ class ManagedJobRecord(BaseModel):
     #: The stages (one task each, secrets redacted), and which one runs now.
     tasks: list[dict[str, Any]]
     stage: int = 0
+    #: Which of the stage's two cluster slots the job runs on (see `managed_cluster`).
+    slot: int = 0
     envs: dict[str, str] = {}
     secret_names: tuple[str, ...] = ()
     #: The recovery strategy's name and the job_recovery settings it runs under.

@@ -13,10 +13,13 @@ Each pass looks at every active managed job and, for the ones it can claim (a st
 
 Crash safety rests on three facts. A job's cluster has a fixed name (`managed_cluster`), so a
 relaunch after a crash resumes that cluster instead of creating a second one, and the launcher
-itself resumes an interrupted launch. Every decision is written to the store (status, target)
-*before* it is acted on, so a restarted controller redoes the step it was in. And the run on
-the cluster carries the job's name, so a controller that died between submitting it and
-recording it adopts the run instead of starting it twice.
+itself resumes an interrupted launch. (A switch that keeps the job running while it launches
+elsewhere uses the stage's second name, its other *slot*; a step finding a cluster in the slot
+the job does not run on removes it, so an interrupted switch leaves nothing behind.) Every
+decision is written to the store (status, target) *before* it is acted on, so a restarted
+controller redoes the step it was in. And the run on the cluster carries the job's name, so a
+controller that died between submitting it and recording it adopts the run instead of starting
+it twice.
 
 Where a job runs next is the recovery strategy's call (`runtime.recovery`); what counts as a
 preemption is `runtime.preemption`'s. Steps that take long (launches, teardowns) run on a pool
@@ -121,6 +124,7 @@ def _target_of(data: Mapping[str, Any] | None) -> Target | None:
         exclude=frozenset(Scope(**s) for s in data.get("exclude", ())),
         prefer=Scope(**prefer) if prefer else None,
         reason=data.get("reason", ""),
+        keep_running=bool(data.get("keep_running", False)),
     )
 
 
@@ -237,6 +241,8 @@ class ManagedJobController:
         waiting = job.next_check_at is not None and job.next_check_at > self.now()
         if waiting and job.status not in (S.RUNNING, S.CANCELLING):
             return
+        if job.status in (S.RUNNING, S.RECOVERING):
+            self._sweep(job)
         if job.status == S.CANCELLING:
             self._cancel(job)
         elif job.status == S.PENDING:
@@ -320,30 +326,16 @@ class ManagedJobController:
 
     def _launch(self, job: ManagedJobRecord, target: Target) -> None:
         """Bring the stage's cluster up on `target` and start the run on it."""
-        cluster = managed_cluster(job.job_id, job.stage)
-        task = self._task(job)
+        cluster = _cluster(job)
         record = self.store.get_cluster(cluster)
         if record is not None and self._adoptable(job, record):
             self._running(job, record, adopted=True)
             return
         if record is not None:
             self._prepare(job, record, target)
-        secrets = dict(self.secrets_for(job))
-        spec = LaunchSpec(
-            cluster=cluster,
-            task=task,
-            base_dir=Path(job.base_dir or "."),
-            envs=job.envs,
-            secrets=secrets,
-        )
-        launcher = Launcher(self.store, self.backend_for, say=self.log)
-
-        def plan(blocked: frozenset[Scope]) -> Offer:
-            return self.planner(job, task, target, blocked | target.exclude)
-
         first = job.started_at is None
         try:
-            record = launcher.launch(spec, plan, lambda _r: None)
+            record = self._bring_up(job, cluster, target)
         except LaunchFailed as exc:
             self._no_place(job, first, str(exc), infeasible=not exc.attempts)
             return
@@ -365,6 +357,23 @@ class ManagedJobController:
             return
         self._running(job, record, adopted=False)
 
+    def _bring_up(self, job: ManagedJobRecord, cluster: str, target: Target) -> ClusterRecord:
+        """Launch (or resume launching) `cluster` for the job's stage on `target`."""
+        task = self._task(job)
+        spec = LaunchSpec(
+            cluster=cluster,
+            task=task,
+            base_dir=Path(job.base_dir or "."),
+            envs=job.envs,
+            secrets=dict(self.secrets_for(job)),
+        )
+
+        def plan(blocked: frozenset[Scope]) -> Offer:
+            return self.planner(job, task, target, blocked | target.exclude)
+
+        launcher = Launcher(self.store, self.backend_for, say=self.log)
+        return launcher.launch(spec, plan, lambda _r: None)
+
     def _adoptable(self, job: ManagedJobRecord, record: ClusterRecord) -> bool:
         """A live run of this job already on the cluster (its submitter died before recording
         it). Runs judged over are retired (`_retire_run`), so only such a one can be found."""
@@ -379,7 +388,7 @@ class ManagedJobController:
     def _retire_run(self, job: ManagedJobRecord, why: str) -> None:
         """Mark the job's run ended in its cluster's queue if the queue still calls it active
         (its nodes vanished before the queue could see it end)."""
-        cluster = managed_cluster(job.job_id, job.stage)
+        cluster = _cluster(job)
         run = self.store.job(cluster, job.cluster_job_id) if job.cluster_job_id else None
         if run is not None and not run.status.done:
             self.store.update_job(
@@ -484,7 +493,7 @@ class ManagedJobController:
 
     def verdict(self, job: ManagedJobRecord) -> Verdict:
         """Poll the job's run and judge it (see `runtime.preemption`)."""
-        cluster = managed_cluster(job.job_id, job.stage)
+        cluster = _cluster(job)
         record = self.store.get_cluster(cluster)
         if record is None or record.cloud is None:
             return Verdict(Outcome.PREEMPTED, "its cluster is gone")
@@ -530,7 +539,9 @@ class ManagedJobController:
         job = self.store.managed.update(
             job.job_id, "tick", next_check_at=self.now() + timedelta(seconds=self.settings.tick)
         )
-        if isinstance(decision, Launch):
+        if isinstance(decision, Launch) and decision.target.keep_running:
+            self._switch_beside(job, decision.target)
+        elif isinstance(decision, Launch):
             self.store.managed.close_segment(job.job_id, "switched", self.now())
             self._kill_run(job)
             self.save_log(job)
@@ -542,6 +553,47 @@ class ManagedJobController:
             )
             self._launch(job, decision.target)
 
+    def _switch_beside(self, job: ManagedJobRecord, target: Target) -> None:
+        """Make before break: bring the target up in the stage's other slot while the job
+        runs on; move only once it is up. Whatever goes wrong with the new cluster (no place,
+        a failed setup) leaves the job running where it is, and the strategy is asked again at
+        the next tick. A controller that dies in here leaves at most the other slot's cluster,
+        which the next step removes (`_sweep`) unless the move was already recorded."""
+        here, there = _cluster(job), managed_cluster(job.job_id, job.stage, 1 - job.slot)
+        reason = target.reason or "switching"
+        self.store.managed.note(job.job_id, f"tick: {reason}: launching {there} beside {here}")
+        try:
+            record = self._bring_up(job, there, target)
+        except (SkyplanError, InputError) as exc:
+            self.store.managed.note(job.job_id, f"switch not made, keeps running on {here}: {exc}")
+            self._down_if_there(there, "the switch did not come up")
+            return
+        self.store.managed.close_segment(job.job_id, "switched", self.now())
+        self._kill_run(job)
+        self.save_log(job)
+        job = self.store.managed.update(
+            job.job_id,
+            f"tick: {reason}: moving to {there}",
+            expect=(S.RUNNING,),
+            status=S.RECOVERING,
+            slot=1 - job.slot,
+            target=_target_json(target),
+            cluster_job_id=None,
+        )
+        self._down_if_there(here, "the managed job moved")
+        self._running(job, record, adopted=False)
+
+    def _sweep(self, job: ManagedJobRecord) -> None:
+        """Remove the cluster in the stage's other slot: only a switch that was interrupted
+        before the job moved (or after it moved, before the old one went) leaves one."""
+        self._down_if_there(
+            managed_cluster(job.job_id, job.stage, 1 - job.slot), "an interrupted switch"
+        )
+
+    def _down_if_there(self, cluster: str, why: str) -> None:
+        if self.store.get_cluster(cluster) is not None:
+            Lifecycle(self.store, self.backend_for, self.log).down(cluster, why)
+
     def _succeeded(self, job: ManagedJobRecord) -> None:
         if job.stage + 1 < len(job.tasks):
             self._teardown(job)
@@ -549,6 +601,7 @@ class ManagedJobController:
                 job.job_id,
                 f"stage {job.stage} succeeded",
                 stage=job.stage + 1,
+                slot=0,
                 status=S.STARTING,
                 target=None,
                 cluster_job_id=None,
@@ -582,7 +635,7 @@ class ManagedJobController:
         )
         if verdict.partial:
             # Replace the lost nodes where the healthy ones are, and run again on all of them.
-            record = self.store.get_cluster(managed_cluster(job.job_id, job.stage))
+            record = self.store.get_cluster(_cluster(job))
             if record is not None and record.cloud is not None:
                 here = Target(
                     spot=record.spot,
@@ -606,7 +659,7 @@ class ManagedJobController:
     def save_log(self, job: ManagedJobRecord) -> None:
         """Copy the current run's output off its cluster (before the cluster goes away)."""
         path = self.log_path(job.job_id, job.stage, job.cluster_job_id or 0)
-        cluster = managed_cluster(job.job_id, job.stage)
+        cluster = _cluster(job)
         record = self.store.get_cluster(cluster)
         if path is None or record is None or record.cloud is None or not job.cluster_job_id:
             return
@@ -627,7 +680,7 @@ class ManagedJobController:
             tmp.unlink(missing_ok=True)
 
     def _kill_run(self, job: ManagedJobRecord) -> None:
-        cluster = managed_cluster(job.job_id, job.stage)
+        cluster = _cluster(job)
         record = self.store.get_cluster(cluster)
         if record is None or record.cloud is None or job.cluster_job_id is None:
             return
@@ -640,9 +693,12 @@ class ManagedJobController:
 
     def _teardown(self, job: ManagedJobRecord) -> None:
         for stage in range(len(job.tasks)):
-            cluster = managed_cluster(job.job_id, stage)
-            if self.store.get_cluster(cluster) is not None:
-                Lifecycle(self.store, self.backend_for, self.log).down(cluster, "managed job ended")
+            for slot in (0, 1):
+                cluster = managed_cluster(job.job_id, stage, slot)
+                if self.store.get_cluster(cluster) is not None:
+                    Lifecycle(self.store, self.backend_for, self.log).down(
+                        cluster, "managed job ended"
+                    )
 
     def _cancel(self, job: ManagedJobRecord) -> None:
         self._kill_run(job)
@@ -663,7 +719,7 @@ class ManagedJobController:
         before the terminal status is written, so a crash in between only repeats the
         teardown."""
         if keep:
-            cluster = managed_cluster(job.job_id, job.stage)
+            cluster = _cluster(job)
             if self.store.get_cluster(cluster) is not None:
                 Lifecycle(self.store, self.backend_for, self.log).set_autostop(
                     cluster, self.settings.keep_minutes, True
@@ -698,6 +754,11 @@ class ManagedJobController:
             self.store.managed.update(
                 job_id, f"{why}; teardown failed: {again}", status=S.FAILED_CONTROLLER
             )
+
+
+def _cluster(job: ManagedJobRecord) -> str:
+    """The cluster the job's current stage runs on (its slot's)."""
+    return managed_cluster(job.job_id, job.stage, job.slot)
 
 
 def _spot_requested(task: Task) -> bool | None:

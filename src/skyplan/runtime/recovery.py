@@ -17,6 +17,13 @@ that runs:
 It answers with a `Decision`: `Keep()` (change nothing), `Launch(target)` (launch now on
 `target`, replacing whatever runs) or `Wait(seconds)` (run nothing for now; ask again by then).
 
+A `Launch` while the job runs is a *switch*. By default the running cluster goes first and the
+launch follows (break before make: a switch that finds no place leaves the job idle and asks
+with `Trigger.NO_PLACE`). With `Target.keep_running` the new cluster is launched beside the
+running one and the job moves only once it is up (make before break): a switch that finds no
+place changes nothing, and the strategy is asked again at the next `Trigger.TICK`. A strategy
+cannot see whether spot is free right now; a kept-running switch is how it asks.
+
 A strategy keeps **no state of its own** between calls: everything it may use is in the
 `RecoveryView` (the job's spec, its history of segments, the clock), which the controller
 rebuilds from the store. So a controller killed and restarted decides exactly as the one that
@@ -77,12 +84,15 @@ class Segment:
 @dataclass(frozen=True)
 class Target:
     """Where to launch: `spot` True/False (None: as the task asks), places to `exclude`, and a
-    place to `prefer` (tried first; the rest of the allowed space if it has nothing)."""
+    place to `prefer` (tried first; the rest of the allowed space if it has nothing). With
+    `keep_running`, a switch launches beside the running cluster and moves only if that
+    launch comes up (see the module docstring); it means nothing when nothing runs."""
 
     spot: bool | None = None
     exclude: frozenset[Scope] = frozenset()
     prefer: Scope | None = None
     reason: str = ""
+    keep_running: bool = False
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,13 @@ run goes on only defers the ticks); `Trigger.PREEMPTED` when `SimCloud.nodes()` 
 the cluster; `Trigger.NO_PLACE` at once when a launch found capacity in no allowed zone. A
 `Keep()` with nothing running launches the last target again at the next tick. As in the
 controller, a `Launch` ends the running segment (`switched`) *before* launching, so a switch
-that finds no place leaves the job idle. Launches fail over as the real launcher does: the
-target's `prefer` scope first, then every zone it does not `exclude`, cheapest first. Launches
-take no time (the changeover stands for provisioning and setup); the first launch's failure does
-not fail the job (as with `retry_until_up`). The job is done when `runtime.recovery.progress()`
-reaches its duration.
+that finds no place leaves the job idle, unless its target says `keep_running`: then the new
+cluster is placed beside the running one and the job moves only if it was placed (a switch that
+found nothing changes nothing; the strategy is asked again at the next tick). Launches fail over
+as the real launcher does: the target's `prefer` scope first, then every zone it does not
+`exclude`, cheapest first. Launches take no time (the changeover stands for provisioning and
+setup); the first launch's failure does not fail the job (as with `retry_until_up`). The job is
+done when `runtime.recovery.progress()` reaches its duration.
 
 Cost is every segment's paid time (its changeover included) at its hourly price: spot at the
 trace's `prices` where the trace has them, else the job's spot price; on-demand at the job's
@@ -238,6 +240,11 @@ def replay(
         else:
             ondemand_hours += (end - segment.started) / 3600.0
 
+    def switched_out(segment: Segment) -> None:
+        """End the running segment for a switch and give its cluster back."""
+        close(segment, now, "switched")
+        cloud.terminate(cluster)
+
     def place(target: Target) -> tuple[str, bool] | None:
         spot = True if target.spot is None else target.spot
         zones = [z for z, t in items if not (target.exclude and _excluded(target, t, cloud.name))]
@@ -295,34 +302,42 @@ def replay(
             if hint and trigger == Trigger.TICK and running and isinstance(decision, Keep):
                 quiet = hint(view)
         if isinstance(decision, Launch):
-            # As the controller does: the running cluster goes first, then the launch.
-            if running is not None:
-                close(running, now, "switched")
-                cloud.terminate(cluster)
+            target = decision.target
+            # As the controller: the running cluster goes first and the launch follows, or,
+            # with `keep_running`, the launch goes beside it and the job moves only if placed.
+            beside = running is not None and target.keep_running
+            if running is not None and not beside:
+                switched_out(running)
                 running = None
-            last_target = decision.target
-            placed = place(decision.target)
-            if placed is None:
-                no_place += 1
-                in_a_row = in_a_row + 1 if failed_at == now else 1
-                failed_at = now
-                if in_a_row > MAX_NO_PLACE_IN_A_ROW:
-                    raise InputError(
-                        f"strategy {strat.name} asked {in_a_row} times at {now / 3600:g}h for "
-                        "a launch that found no place; it must Wait"
-                    )
-                trigger = Trigger.NO_PLACE
-                continue
-            zone, spot = placed
-            quiet = wake = 0.0
-            launches += 1
-            cluster = _CLUSTERS[launches % 2]
-            trace = cloud.zones[zone]
-            hourly = prices.spot_now(zone, now) if spot else spec.ondemand_price
-            running = Segment(
-                spot, cloud.name, trace.region, zone, now, None, None, hourly * spec.num_nodes
-            )
-            no_place = 0
+            placed = place(target)
+            if beside and placed is None:
+                wake = next_time  # nothing changes; asked again at the next tick
+            else:
+                if running is not None:
+                    switched_out(running)
+                    running = None
+                last_target = target
+                if placed is None:
+                    no_place += 1
+                    in_a_row = in_a_row + 1 if failed_at == now else 1
+                    failed_at = now
+                    if in_a_row > MAX_NO_PLACE_IN_A_ROW:
+                        raise InputError(
+                            f"strategy {strat.name} asked {in_a_row} times at "
+                            f"{now / 3600:g}h for a launch that found no place; it must Wait"
+                        )
+                    trigger = Trigger.NO_PLACE
+                    continue
+                zone, spot = placed
+                quiet = wake = 0.0
+                launches += 1
+                cluster = _CLUSTERS[launches % 2]
+                trace = cloud.zones[zone]
+                hourly = prices.spot_now(zone, now) if spot else spec.ondemand_price
+                running = Segment(
+                    spot, cloud.name, trace.region, zone, now, None, None, hourly * spec.num_nodes
+                )
+                no_place = 0
         elif isinstance(decision, Wait):
             until = math.ceil((now + max(0.0, decision.seconds)) / gap - 1e-9) * gap
             if running is not None:

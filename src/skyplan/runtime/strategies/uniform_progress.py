@@ -16,7 +16,9 @@ changeover C at each (re)start. Uniform progress holds the job to the straight l
    the line by a changeover (the switch costs one), and only while the slack leaves room for
    a spot start above the safety net (slack > 3·C). The controller ends the on-demand run
    before it launches, so a switch that finds no spot leaves the job idle, a changeover
-   ahead of the line: rule 4 takes over.
+   ahead of the line: rule 4 takes over. (With `probe`, the switch is launched beside the
+   on-demand run instead, and one that finds no spot leaves it running: see
+   `Target.keep_running`.)
 4. **Idle.** With nothing running, spot is tried first (with room above the net; without it,
    on demand at once, since the net is near). If no zone has spot (`Trigger.NO_PLACE`),
    on-demand starts only when the job is behind the line by more than `behind`·C (0 here:
@@ -72,6 +74,9 @@ class ProgressStrategy:
     slope: float = 1.0
     #: After a preemption, try other zones first (the zone that was just reclaimed last).
     leave_preempted_zone: bool = False
+    #: Leave on-demand for spot by launching spot beside the on-demand run (`keep_running`):
+    #: a switch that finds no spot keeps the on-demand run instead of ending it.
+    probe: bool = False
 
     def decide(self, view: RecoveryView) -> Decision:
         rec = view.recovery
@@ -105,7 +110,14 @@ class ProgressStrategy:
             if running.spot:
                 return Keep()
             if spot_room and lead >= self.ahead * change:
-                return Launch(Target(spot=True, prefer=here, reason="ahead of the line: spot"))
+                return Launch(
+                    Target(
+                        spot=True,
+                        prefer=here,
+                        keep_running=self.probe,
+                        reason="ahead of the line: spot",
+                    )
+                )
             return Keep()
 
         tried = view.last_target
