@@ -96,6 +96,32 @@ def test_a_failed_job_exits_1(cli: Cli) -> None:
     assert cli("jobs", "logs", "1", "--no-follow", check=1).returncode == 1
 
 
+def test_a_job_group_runs_its_members_together_and_fails_as_one(cli: Cli, tmp_path: Path) -> None:
+    group = write(
+        tmp_path,
+        "group.yaml",
+        """\
+        name: grp
+        execution: parallel
+        ---
+        name: server
+        resources:
+          infra: local
+        run: sleep 600
+        ---
+        name: client
+        resources:
+          infra: local
+        run: sleep 1; exit 4
+        """,
+    )
+    done = cli("jobs", "launch", str(group), check=1)
+    assert "managed job group 1 submitted: jobs 1 (grp/server), 2 (grp/client)" in done.stderr
+    assert "managed job 2 FAILED: exited with code 4" in done.stderr
+    assert "managed job 1 CANCELLED: job 2 of its group ended FAILED" in done.stderr
+    assert [(j["job_id"], j["group_id"]) for j in queue(cli, "-a")] == [(1, 1), (2, 1)]
+
+
 @pytest.mark.parametrize(
     ("recovery", "message"),
     [

@@ -386,10 +386,75 @@ def test_a_pipelines_stages_are_placed_together_with_the_egress_between_them(
     assert (moved.cloud, moved.region) != (second["cloud"], second["region"])
 
 
-def test_a_parallel_job_group_is_refused_before_anything_is_recorded(jobs: ManagedJobs) -> None:
-    group = Dag(kind="job_group", tasks=(local_task(run="true"), local_task(run="true")))
-    with pytest.raises(InputError, match="execution: parallel"):
-        jobs.launch(group, start_controller=False)
+# -- job groups ---------------------------------------------------------------------------------
+
+
+def group_of(tmp_path: Path, *runs: str) -> Dag:
+    """A job group `grp` of members m0, m1, … running `runs` on this machine."""
+    tasks = tuple(local_task(name=f"m{i}", run=run) for i, run in enumerate(runs))
+    return Dag(kind="job_group", name="grp", tasks=tasks)
+
+
+def test_a_job_groups_members_run_at_the_same_time_each_on_its_own_cluster(
+    jobs: ManagedJobs, controller: ManagedJobController, tmp_path: Path
+) -> None:
+    go = tmp_path / "go"
+    runs = [f"touch {tmp_path}/m{i}-up; {gate(go)}; echo m{i} done" for i in range(2)]
+    first = jobs.launch(group_of(tmp_path, *runs), base_dir=tmp_path, start_controller=False)
+    members = jobs.members(first)
+    assert [(m.name, m.group_id) for m in members] == [("grp/m0", first), ("grp/m1", first)]
+
+    drive(
+        controller,
+        lambda: all((tmp_path / f"m{i}-up").exists() for i in range(2))
+        and {jobs.get(m.job_id).status for m in members} == {S.RUNNING},
+        what="both members to run, at the same time",
+    )
+    clusters = sorted(c.name for c in jobs.store.clusters())
+    assert clusters == sorted(managed_cluster(m.job_id) for m in members)
+    go.touch()
+    finals = [finish(controller, jobs, m.job_id) for m in members]
+    assert [f.status for f in finals] == [S.SUCCEEDED, S.SUCCEEDED]
+    assert output(jobs, members[1].job_id) == ["m1 done"]
+    assert jobs.store.clusters() == []
+
+
+def test_when_a_member_fails_for_good_the_rest_of_its_group_is_cancelled(
+    jobs: ManagedJobs, controller: ManagedJobController, tmp_path: Path
+) -> None:
+    runs = ["sleep 0.3; exit 3", gate(tmp_path / "never")]
+    first = jobs.launch(group_of(tmp_path, *runs), base_dir=tmp_path, start_controller=False)
+    failed, other = jobs.members(first)
+
+    assert finish(controller, jobs, failed.job_id).status == S.FAILED
+    ended = finish(controller, jobs, other.job_id)
+    assert ended.status == S.CANCELLED
+    assert ended.message == f"job {failed.job_id} of its group ended FAILED: the group stops"
+    assert jobs.store.clusters() == []
+
+
+def test_cancelling_one_member_cancels_its_whole_group(
+    jobs: ManagedJobs, controller: ManagedJobController, tmp_path: Path
+) -> None:
+    runs = [gate(tmp_path / "never")] * 2
+    first = jobs.launch(group_of(tmp_path, *runs), base_dir=tmp_path, start_controller=False)
+    members = jobs.members(first)
+    drive(
+        controller,
+        lambda: all(jobs.get(m.job_id).status == S.RUNNING for m in members),
+        what="both members to run",
+    )
+
+    asked = jobs.cancel([members[1].job_id], start_controller=False)
+    assert sorted(a.job_id for a in asked) == [m.job_id for m in members]
+    assert [finish(controller, jobs, m.job_id).status for m in members] == [S.CANCELLED] * 2
+    assert jobs.store.clusters() == []
+
+
+def test_a_job_group_is_recorded_whole_or_not_at_all(jobs: ManagedJobs, tmp_path: Path) -> None:
+    group = group_of(tmp_path, "true", "")
+    with pytest.raises(InputError, match="member 1 \\(m1\\) has no `run` command"):
+        jobs.launch(group, base_dir=tmp_path, start_controller=False)
     assert jobs.store.managed.jobs() == []
 
 

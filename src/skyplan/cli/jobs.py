@@ -102,6 +102,10 @@ def launch(
             retry_until_up=retry_until_up,
             keep_on_failure=keep_on_failure,
         )
+        members = session.jobs.members(job_id)
+        if len(members) > 1:
+            _launched_group(session, job_id, members, as_json=as_json, detach=detach_run)
+            return
         if as_json:
             render.emit_json(session.jobs.view(job_id).to_json())
             return
@@ -111,6 +115,29 @@ def launch(
         final = _follow(session, job_id)
     click.echo(f"managed job {final.job_id} {final.status.value}: {final.message}", err=True)
     _exit_for(final)
+
+
+def _launched_group(
+    session: Any, group_id: int, members: list[Any], *, as_json: bool, detach: bool
+) -> None:
+    """A job group was submitted: say so (JSON: every member's view) and, unless detached,
+    wait for every member to end; exit 1 if one failed."""
+    if as_json:
+        render.emit_json([session.jobs.view(m.job_id).to_json() for m in members])
+        return
+    names = ", ".join(f"{m.job_id} ({m.name})" for m in members)
+    click.echo(f"managed job group {group_id} submitted: jobs {names}", err=True)
+    if detach:
+        return
+    click.echo(
+        f"waiting for its {len(members)} jobs (`skyplan jobs logs ID` follows one)", err=True
+    )
+    with detach_on_interrupt(f"managed job group {group_id}", "skyplan jobs queue"):
+        finals = [session.jobs.wait(m.job_id) for m in members]
+    for final in finals:
+        click.echo(f"managed job {final.job_id} {final.status.value}: {final.message}", err=True)
+    if any(f.status.failed for f in finals):
+        sys.exit(1)
 
 
 def _follow(session: Any, job: str | int) -> Any:

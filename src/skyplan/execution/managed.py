@@ -37,7 +37,7 @@ from skyplan.model.managed import (
 from skyplan.runtime.launch import Say, redacted
 from skyplan.runtime.lease import abandoned as lease_abandoned
 from skyplan.runtime.managed import ControllerSettings, ManagedJobController
-from skyplan.runtime.recovery import Target, strategy_named
+from skyplan.runtime.recovery import RecoveryStrategy, Target, strategy_named
 
 if TYPE_CHECKING:
     from skyplan.catalog import Catalog
@@ -149,62 +149,76 @@ class ManagedJobs:
         start_controller: bool = True,
     ) -> int:
         """Record a managed job for `work` (one task, or a pipeline of stages) and return its
-        id; the controller launches it. InputError (nothing recorded) for what cannot run."""
+        id; the controller launches it. A job group (`execution: parallel`) is recorded as one
+        job per task, all at once, sharing a `group_id`: the first member's id, which is
+        returned. InputError (nothing recorded) for what cannot run."""
         from skyplan.execution.session import _strings
 
         tasks = [work] if isinstance(work, Task) else list(work.tasks)
         if not tasks:
             raise InputError("the file has no task to run")
-        if isinstance(work, Dag) and work.kind == "job_group":
-            raise InputError(
-                "a job group (`execution: parallel`) cannot run as a managed job yet; "
-                "drop `execution: parallel` to run its tasks as a pipeline, one after another"
-            )
+        group = isinstance(work, Dag) and work.kind == "job_group"
         if isinstance(work, Dag) and name is None:
             name = work.name
-        first = tasks[0]
-        recovery = first.resources.job_recovery
-        strategy = strategy_named(recovery.strategy if recovery else None)
-        env = _strings({**first.envs, **(envs or {})}, "envs")
-        secret = _strings({**first.secrets, **(secrets or {})}, "secrets")
         planning: dict[str, Any] = {
             "policies": [str(Path(p).resolve()) for p in policy_files],
             "context": context.model_dump(mode="json") if context else None,
             "catalog": str(Path(catalog_path).resolve()) if catalog_path else None,
         }
+        # A group's members are jobs of their own; a pipeline's stages are one job.
+        jobs = [[t] for t in tasks] if group else [tasks]
+        strategies = [_strategy_of(stages[0]) for stages in jobs]
         probe = ManagedJobRecord(
             job_id=0,
             tasks=[],
-            strategy=strategy.name,
+            strategy=strategies[0].name,
             planning=planning,
             submitted_at=_now(),
             updated_at=_now(),
         )
         for index, task in enumerate(tasks):
-            self._precheck(probe, task, index, len(tasks))
-        if isinstance(work, Dag) and len(tasks) > 1:
+            what = "member" if group else "stage"
+            self._precheck(probe, task, index, len(tasks), what)
+        if isinstance(work, Dag) and len(tasks) > 1 and not group:
             planning["pipeline"] = self._place_pipeline(probe, work)
-        if secret:
-            planning["secrets_file"] = self.secrets.write(secret)
-        now = _now()
-        job = self.store.managed.submit(
-            ManagedJobRecord(
-                job_id=0,
-                name=name or first.name,
-                tasks=[redacted(t) for t in tasks],
-                envs=env,
-                secret_names=tuple(sorted(secret)),
-                strategy=strategy.name,
-                recovery=(recovery.model_dump(mode="json") if recovery else {}),
-                base_dir=str((base_dir or Path.cwd()).resolve()),
-                planning=planning,
-                keep_on_failure=keep_on_failure,
-                retry_until_up=retry_until_up,
-                user=os.environ.get("USER"),
-                submitted_at=now,
-                updated_at=now,
+        records: list[ManagedJobRecord] = []
+        for stages, strategy in zip(jobs, strategies, strict=True):
+            first = stages[0]
+            recovery = first.resources.job_recovery
+            env = _strings({**first.envs, **(envs or {})}, "envs")
+            secret = _strings({**first.secrets, **(secrets or {})}, "secrets")
+            mine = dict(planning)
+            if secret:
+                mine["secrets_file"] = self.secrets.write(secret)
+            label: str | None
+            if group:
+                member = first.name or f"task-{len(records)}"
+                label = f"{name}/{member}" if name else member
+            else:
+                label = name or first.name
+            now = _now()
+            records.append(
+                ManagedJobRecord(
+                    job_id=0,
+                    name=label,
+                    tasks=[redacted(t) for t in stages],
+                    envs=env,
+                    secret_names=tuple(sorted(secret)),
+                    strategy=strategy.name,
+                    recovery=(recovery.model_dump(mode="json") if recovery else {}),
+                    base_dir=str((base_dir or Path.cwd()).resolve()),
+                    planning=mine,
+                    keep_on_failure=keep_on_failure,
+                    retry_until_up=retry_until_up,
+                    user=os.environ.get("USER"),
+                    submitted_at=now,
+                    updated_at=now,
+                )
             )
-        )
+        if group:
+            job = self.store.managed.submit_group(records)[0]
+        else:
+            job = self.store.managed.submit(records[0])
         placed = planning.get("pipeline")
         if placed:
             where = ", ".join(
@@ -217,6 +231,11 @@ class ManagedJobs:
         if start_controller:
             self.ensure_controller()
         return job.job_id
+
+    def members(self, job_id: int) -> list[ManagedJobRecord]:
+        """The job group `job_id` belongs to, by member id (just the job, if in no group)."""
+        job = self.get(job_id)
+        return [job] if job.group_id is None else self.store.managed.group(job.group_id)
 
     def _place_pipeline(self, probe: ManagedJobRecord, work: Dag) -> dict[str, Any]:
         """Place a pipeline's stages jointly (the pipeline optimizer: compute plus the egress
@@ -255,8 +274,10 @@ class ManagedJobs:
             "total_cost": plan.total_cost,
         }
 
-    def _precheck(self, probe: ManagedJobRecord, task: Task, index: int, count: int) -> None:
-        stage = f"stage {index} ({task.name})" if count > 1 else "the task"
+    def _precheck(
+        self, probe: ManagedJobRecord, task: Task, index: int, count: int, what: str = "stage"
+    ) -> None:
+        stage = f"{what} {index} ({task.name})" if count > 1 else "the task"
         if not task.run:
             raise InputError(f"{stage} has no `run` command: a managed job runs something")
         try:
@@ -464,6 +485,12 @@ class ManagedJobs:
                 raise InputError(f"no active managed job named {name!r}")
         else:
             wanted = [self.resolve(r) for r in refs]
+        # A job group runs together and is cancelled together.
+        seen: dict[int, ManagedJobRecord] = {}
+        for job in wanted:
+            for member in [job] if job.group_id is None else self.store.managed.group(job.group_id):
+                seen.setdefault(member.job_id, member)
+        wanted = list(seen.values())
         asked = []
         for job in wanted:
             try:
@@ -486,6 +513,7 @@ class ManagedJobs:
             "cancel requested by the user",
             expect=[s for s in ACTIVE if s != ManagedJobStatus.CANCELLING],
             status=ManagedJobStatus.CANCELLING,
+            message="cancelled by the user",
         )
 
     def _cancel_pending(self, job: ManagedJobRecord) -> ManagedJobRecord:
@@ -539,3 +567,8 @@ class ManagedJobs:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _strategy_of(task: Task) -> RecoveryStrategy:
+    recovery = task.resources.job_recovery
+    return strategy_named(recovery.strategy if recovery else None)

@@ -73,6 +73,8 @@ class ManagedJobRecord(BaseModel):
     stage: int = 0
     #: Which of the stage's two cluster slots the job runs on (see `managed_cluster`).
     slot: int = 0
+    #: The members of a job group (`execution: parallel`) share it: their first member's id.
+    group_id: int | None = None
     envs: dict[str, str] = {}
     secret_names: tuple[str, ...] = ()
     #: The recovery strategy's name and the job_recovery settings it runs under.

@@ -241,6 +241,8 @@ class ManagedJobController:
         waiting = job.next_check_at is not None and job.next_check_at > self.now()
         if waiting and job.status not in (S.RUNNING, S.CANCELLING):
             return
+        if job.group_id is not None and job.status != S.CANCELLING:
+            job = self._follow_group(job)
         if job.status in (S.RUNNING, S.RECOVERING):
             self._sweep(job)
         if job.status == S.CANCELLING:
@@ -700,11 +702,25 @@ class ManagedJobController:
                         cluster, "managed job ended"
                     )
 
+    def _follow_group(self, job: ManagedJobRecord) -> ManagedJobRecord:
+        """A job group stops as one: once a member has failed for good, every other member
+        is cancelled. Asked at each member's step (not pushed by the failing one), so a
+        controller that died right after a member failed still stops the rest."""
+        failed = next(
+            (m for m in self.store.managed.group(job.group_id or 0) if m.status.failed), None
+        )
+        if failed is None:
+            return job
+        why = f"job {failed.job_id} of its group ended {failed.status.value}: the group stops"
+        return self.store.managed.update(
+            job.job_id, why, expect=(job.status,), status=S.CANCELLING, message=why
+        )
+
     def _cancel(self, job: ManagedJobRecord) -> None:
         self._kill_run(job)
         self.save_log(job)
         self.store.managed.close_segment(job.job_id, "cancelled", self.now())
-        self._finish(job, S.CANCELLED, "cancelled by the user")
+        self._finish(job, S.CANCELLED, job.message or "cancelled by the user")
 
     def _finish(
         self,

@@ -8,7 +8,7 @@ processes get distinct ids and never reuse one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
@@ -55,6 +55,42 @@ class ManagedJobTable:
             who = f" by {record.user}" if record.user else ""
             tx.event(KIND, f"{reason}{who}", job_id=job_id, new=record.status)
         return record.model_copy(update={"job_id": job_id})
+
+    def submit_group(
+        self, records: Sequence[ManagedJobRecord], reason: str = "submitted"
+    ) -> list[ManagedJobRecord]:
+        """Record a job group's members at once (all or none), each with `group_id` set to
+        the first member's id, and return them."""
+        made: list[ManagedJobRecord] = []
+        with self._tx(write=True) as tx:
+            for number, record in enumerate(records, 1):
+                values = _values(record)
+                del values["job_id"]
+                values["group_id"] = made[0].job_id if made else None
+                job_id = tx.conn.execute(
+                    jobs_t.insert().values(**values).returning(jobs_t.c.job_id)
+                ).scalar_one()
+                group_id = made[0].job_id if made else job_id
+                if not made:
+                    tx.conn.execute(
+                        jobs_t.update().where(jobs_t.c.job_id == job_id).values(group_id=job_id)
+                    )
+                made.append(record.model_copy(update={"job_id": job_id, "group_id": group_id}))
+                who = f" by {record.user}" if record.user else ""
+                tx.event(
+                    KIND,
+                    f"{reason}{who}: member {number} of {len(records)} of group {group_id}",
+                    job_id=job_id,
+                    new=record.status,
+                )
+        return made
+
+    def group(self, group_id: int) -> list[ManagedJobRecord]:
+        """A job group's members, by id."""
+        query = sa.select(jobs_t).where(jobs_t.c.group_id == group_id).order_by(jobs_t.c.job_id)
+        with self._tx() as tx:
+            rows = tx.conn.execute(query).all()
+        return [ManagedJobRecord.model_validate(dict(row._mapping)) for row in rows]
 
     def get(self, job_id: int) -> ManagedJobRecord | None:
         with self._tx() as tx:

@@ -184,8 +184,9 @@ managed_jobs = sa.Table(
     sa.Column("status", sa.String, nullable=False),
     sa.Column("tasks", JsonText, nullable=False),
     sa.Column("stage", sa.Integer, nullable=False),
-    # Added by v3 (below); v2 databases get it with ALTER TABLE.
+    # Added by v3 (below); v2 databases get them with ALTER TABLE.
     sa.Column("slot", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("group_id", sa.Integer),
     sa.Column("envs", JsonText, nullable=False),
     sa.Column("secret_names", JsonText, nullable=False),
     sa.Column("strategy", sa.String, nullable=False),
@@ -266,14 +267,16 @@ def _v2(conn: Connection) -> None:
 
 def _v3(conn: Connection) -> None:
     columns = {c["name"] for c in sa.inspect(conn).get_columns(managed_jobs.name)}
-    if "slot" not in columns:
-        conn.execute(sa.text("ALTER TABLE managed_jobs ADD COLUMN slot INTEGER NOT NULL DEFAULT 0"))
+    added = {"slot": "INTEGER NOT NULL DEFAULT 0", "group_id": "INTEGER"}
+    for name, kind in added.items():
+        if name not in columns:
+            conn.execute(sa.text(f"ALTER TABLE managed_jobs ADD COLUMN {name} {kind}"))
 
 
 MIGRATIONS: list[Migration] = [
     Migration(1, "clusters, nodes, attempts, jobs, events and locks", _v1),
     Migration(2, "managed jobs and their segments", _v2),
-    Migration(3, "a managed job's cluster slot (switches that keep the job running)", _v3),
+    Migration(3, "managed jobs' cluster slots (switches that keep running) and job groups", _v3),
 ]
 
 
