@@ -25,7 +25,16 @@ from skyplan.execution.session import Session
 from skyplan.model import Dag, Task
 from skyplan.model.managed import ManagedJobRecord, ManagedJobStatus, managed_cluster
 from skyplan.runtime.managed import ControllerSettings, ManagedJobController
-from skyplan.runtime.recovery import Target
+from skyplan.runtime.recovery import (
+    STRATEGIES,
+    Decision,
+    Keep,
+    Launch,
+    RecoveryView,
+    Target,
+    Trigger,
+    register,
+)
 from tests.runtime.conftest import gate, local_task, wait_until
 
 S = ManagedJobStatus
@@ -245,6 +254,45 @@ def test_a_preempted_job_is_relaunched_and_resumes_from_its_checkpoint(
     assert [s.outcome for s in segments] == ["preempted", "succeeded"]
 
 
+class MoveOnce:
+    """TEST STRATEGY: at the first tick, move the job once, beside its running cluster."""
+
+    name = "tests.runtime.test_managed:move-once"
+
+    def decide(self, view: RecoveryView) -> Decision:
+        if view.running is None:
+            return Launch(Target(reason="launch"))
+        if view.trigger == Trigger.TICK and not view.history:
+            return Launch(Target(keep_running=True, reason="moving once"))
+        return Keep()
+
+
+if MoveOnce.name not in STRATEGIES:
+    register(MoveOnce())
+
+
+def test_every_run_keeps_its_own_log_when_the_job_moves_to_a_new_cluster(
+    jobs: ManagedJobs, controller: ManagedJobController, tmp_path: Path
+) -> None:
+    # Both runs are job 1 of their cluster (managed-N, then managed-N-b): their logs must
+    # not be one file, and following must show the second run too.
+    moved = tmp_path / "moved"
+    run = (
+        f"if [ -f {moved} ]; then echo second run; "
+        f"else touch {moved}; echo first run; {gate(tmp_path / 'never')}; fi"
+    )
+    task = local_task(run=run, resources={"infra": "local", "job_recovery": MoveOnce.name})
+    job_id = jobs.launch(task, base_dir=tmp_path, start_controller=False)
+    job = finish(controller, jobs, job_id)
+
+    assert (job.status, job.slot, job.run_number) == (S.SUCCEEDED, 1, 2)
+    assert [s.outcome for s in jobs.store.managed.segments(job_id)] == ["switched", "succeeded"]
+    kept = sorted(p.name for p in (jobs.logs_dir / str(job_id)).iterdir())
+    assert kept == ["stage-0-run-1.log", "stage-0-run-2.log"]
+    assert (jobs.logs_dir / str(job_id) / "stage-0-run-1.log").read_text() == "first run\n"
+    assert output(jobs, job_id) == ["second run"]
+
+
 def test_a_run_killed_behind_skyplans_back_is_a_preemption_not_a_failure(
     session: Session, jobs: ManagedJobs, controller: ManagedJobController, tmp_path: Path
 ) -> None:
@@ -406,8 +454,10 @@ def test_a_job_groups_members_run_at_the_same_time_each_on_its_own_cluster(
 
     drive(
         controller,
-        lambda: all((tmp_path / f"m{i}-up").exists() for i in range(2))
-        and {jobs.get(m.job_id).status for m in members} == {S.RUNNING},
+        lambda: (
+            all((tmp_path / f"m{i}-up").exists() for i in range(2))
+            and {jobs.get(m.job_id).status for m in members} == {S.RUNNING}
+        ),
         what="both members to run, at the same time",
     )
     clusters = sorted(c.name for c in jobs.store.clusters())

@@ -36,7 +36,7 @@ from skyplan.model.managed import (
 )
 from skyplan.runtime.launch import Say, redacted
 from skyplan.runtime.lease import abandoned as lease_abandoned
-from skyplan.runtime.managed import ControllerSettings, ManagedJobController
+from skyplan.runtime.managed import ControllerSettings, ManagedJobController, kept_log
 from skyplan.runtime.recovery import RecoveryStrategy, Target, strategy_named
 
 if TYPE_CHECKING:
@@ -413,16 +413,16 @@ class ManagedJobs:
         cluster is gone is read from the copy the controller kept."""
         out = sink or self.session.sink
         job = self.resolve(ref)
-        shown: set[tuple[int, int]] = set()
+        shown: set[tuple[int, int]] = set()  # (stage, run_number) of the runs shown
         while True:
             run = job.cluster_job_id
-            fresh = run is not None and (job.stage, run) not in shown
+            fresh = run is not None and (job.stage, job.run_number) not in shown
             previous = max(shown)[0] if shown else None
             if fresh and self._show_run(job, run or 0, follow, out, previous=previous):
-                shown.add((job.stage, run or 0))
+                shown.add((job.stage, job.run_number))
             job = self.get(job.job_id)
             if job.status.done and (
-                job.cluster_job_id is None or (job.stage, job.cluster_job_id) in shown
+                job.cluster_job_id is None or (job.stage, job.run_number) in shown
             ):
                 return job
             if not follow:
@@ -435,7 +435,7 @@ class ManagedJobs:
         """Print one run's output (live, or the kept copy); `previous` is the stage of the run
         shown before it (None: this is the first)."""
         cluster = managed_cluster(job.job_id, job.stage, job.slot)
-        kept = self.logs_dir / str(job.job_id) / f"stage-{job.stage}-run-{run}.log"
+        kept = kept_log(self.logs_dir, job.job_id, job.stage, job.run_number)
         live = self.store.get_cluster(cluster) is not None and self.store.job(cluster, run)
         if not live and not kept.exists():
             return job.status.done  # nothing to show, and nothing will come

@@ -95,6 +95,9 @@ class ManagedJobRecord(BaseModel):
     target: dict[str, Any] | None = None
     #: The job on the stage's cluster that runs the task now (per-cluster job id).
     cluster_job_id: int | None = None
+    #: Which run of the job that is: its segment's number, unique within the job (a run on
+    #: a new cluster starts again at cluster job id 1), so its kept log is never overwritten.
+    run_number: int = 0
     #: When the controller should next look at it (a strategy's Wait), else at once.
     next_check_at: datetime | None = None
     submitted_at: datetime

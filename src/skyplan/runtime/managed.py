@@ -463,7 +463,7 @@ class ManagedJobController:
             queue.schedule()
         now = self.now()
         self.store.managed.close_segment(job.job_id, "lost-controller", now)
-        self.store.managed.open_segment(
+        segment = self.store.managed.open_segment(
             SegmentRecord(
                 job_id=job.job_id,
                 number=0,
@@ -485,6 +485,7 @@ class ManagedJobController:
             expect=(S.STARTING, S.RECOVERING),
             status=S.RUNNING,
             cluster_job_id=run.job_id,
+            run_number=segment.number,
             started_at=job.started_at or now,
             no_place=0,
             next_check_at=now + timedelta(seconds=self.settings.tick),
@@ -653,14 +654,13 @@ class ManagedJobController:
     # -- ending -------------------------------------------------------------------------------
 
     def log_path(self, job_id: int, stage: int, run: int) -> Path | None:
-        """Where the output of a run is kept once its cluster is gone."""
-        if self.logs_dir is None:
-            return None
-        return self.logs_dir / str(job_id) / f"stage-{stage}-run-{run}.log"
+        """Where the output of a run (`run`: its `run_number`) is kept once its cluster is
+        gone."""
+        return None if self.logs_dir is None else kept_log(self.logs_dir, job_id, stage, run)
 
     def save_log(self, job: ManagedJobRecord) -> None:
         """Copy the current run's output off its cluster (before the cluster goes away)."""
-        path = self.log_path(job.job_id, job.stage, job.cluster_job_id or 0)
+        path = self.log_path(job.job_id, job.stage, job.run_number)
         cluster = _cluster(job)
         record = self.store.get_cluster(cluster)
         if path is None or record is None or record.cloud is None or not job.cluster_job_id:
@@ -770,6 +770,11 @@ class ManagedJobController:
             self.store.managed.update(
                 job_id, f"{why}; teardown failed: {again}", status=S.FAILED_CONTROLLER
             )
+
+
+def kept_log(logs_dir: Path, job_id: int, stage: int, run: int) -> Path:
+    """The file a run's output is copied to (`run`: the job's `run_number` for it)."""
+    return logs_dir / str(job_id) / f"stage-{stage}-run-{run}.log"
 
 
 def _cluster(job: ManagedJobRecord) -> str:

@@ -187,6 +187,7 @@ managed_jobs = sa.Table(
     # Added by v3 (below); v2 databases get them with ALTER TABLE.
     sa.Column("slot", sa.Integer, nullable=False, server_default="0"),
     sa.Column("group_id", sa.Integer),
+    sa.Column("run_number", sa.Integer, nullable=False, server_default="0"),
     sa.Column("envs", JsonText, nullable=False),
     sa.Column("secret_names", JsonText, nullable=False),
     sa.Column("strategy", sa.String, nullable=False),
@@ -267,7 +268,11 @@ def _v2(conn: Connection) -> None:
 
 def _v3(conn: Connection) -> None:
     columns = {c["name"] for c in sa.inspect(conn).get_columns(managed_jobs.name)}
-    added = {"slot": "INTEGER NOT NULL DEFAULT 0", "group_id": "INTEGER"}
+    added = {
+        "slot": "INTEGER NOT NULL DEFAULT 0",
+        "group_id": "INTEGER",
+        "run_number": "INTEGER NOT NULL DEFAULT 0",
+    }
     for name, kind in added.items():
         if name not in columns:
             conn.execute(sa.text(f"ALTER TABLE managed_jobs ADD COLUMN {name} {kind}"))
@@ -276,7 +281,7 @@ def _v3(conn: Connection) -> None:
 MIGRATIONS: list[Migration] = [
     Migration(1, "clusters, nodes, attempts, jobs, events and locks", _v1),
     Migration(2, "managed jobs and their segments", _v2),
-    Migration(3, "managed jobs' cluster slots (switches that keep running) and job groups", _v3),
+    Migration(3, "managed jobs' cluster slots, job groups and run numbers", _v3),
 ]
 
 
