@@ -7,6 +7,7 @@ import importlib.metadata
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -151,3 +152,14 @@ def test_the_first_use_of_a_name_loads_the_api() -> None:
 def test_an_unknown_name_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="no attribute 'plan_everything'"):
         _ = skyplan.plan_everything  # type: ignore[attr-defined]
+
+
+def test_load_policy_takes_one_path_as_well_as_several() -> None:
+
+    path = Path(__file__).resolve().parents[1] / "policies" / "default.policy"
+    assert skyplan.load_policy(path) == skyplan.load_policy([path])
+    assert skyplan.load_policy(str(path)) == skyplan.load_policy([str(path)])
+
+
+def test_the_package_is_typed() -> None:
+    assert (Path(skyplan.__file__).parent / "py.typed").is_file()

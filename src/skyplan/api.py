@@ -155,19 +155,34 @@ def policy_vocabulary(catalog: Catalog | None) -> Vocabulary:
 
 
 def check_policy(
-    paths: Sequence[str | os.PathLike[str]], *, catalog: Catalog | None = None
+    paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    *,
+    catalog: Catalog | None = None,
 ) -> Loaded:
-    """Parse, resolve and type-check policy files (and their imports). Never raises for bad
-    input: `Loaded.diagnostics` holds every error and warning, `Loaded.policy` is None on error."""
+    """Parse, resolve and type-check policy files (and their imports): one path, or several.
+    Never raises for bad input: `Loaded.diagnostics` holds every error and warning,
+    `Loaded.policy` is None on error."""
     from skyplan.dsl import load
 
-    return load([os.fspath(p) for p in paths], policy_vocabulary(catalog))
+    return load([os.fspath(p) for p in _paths(paths)], policy_vocabulary(catalog))
+
+
+def _paths(
+    paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+) -> list[str | os.PathLike[str]]:
+    """One path or several as a list (a string is one path, not a sequence of letters)."""
+    if isinstance(paths, str | os.PathLike):
+        return [paths]
+    return list(paths)
 
 
 def load_policy(
-    paths: Sequence[str | os.PathLike[str]], *, catalog: Catalog | None = None
+    paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    *,
+    catalog: Catalog | None = None,
 ) -> Policy:
-    """The effective policy of `paths` (later files after earlier ones); raises `PolicyError`."""
+    """The effective policy of one path or several (later files after earlier ones); raises
+    `PolicyError`."""
     loaded = check_policy(paths, catalog=catalog)
     if loaded.policy is None:
         raise PolicyError(loaded.errors, loaded.sources)

@@ -277,3 +277,47 @@ def test_launch_obeys_a_policy_and_records_an_override_of_a_soft_rule(
     allowed = json.loads(cli(*args, "--override", "clouds only=a laptop demo").stdout)
     (placement,) = allowed["placements"]
     assert placement["cloud"] == "local"
+
+
+# -- everyday use (issue 14) -------------------------------------------------------------------
+
+
+def test_a_command_of_several_words_runs_with_env_from_here_and_from_a_file(
+    cli: Cli, tmp_path: Path
+) -> None:
+    (tmp_path / "vars.env").write_text("# a dotenv file\nFROM_FILE=filed\nBOTH=from-file\n")
+    cli.env["FROM_HERE"] = "here"
+    done = cli(
+        "launch", "-c", "words", "--infra", "local",
+        "--env", "FROM_HERE", "--env-file", str(tmp_path / "vars.env"), "--env", "BOTH=flag",
+        "echo", "$FROM_HERE", "$FROM_FILE", "$BOTH",
+    )  # fmt: skip
+    assert "here filed flag" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        pytest.param("NOT_SET_ANYWHERE", "NOT_SET_ANYWHERE is not set here", id="unset"),
+        pytest.param("1BAD=x", "is not an environment variable name", id="bad-name"),
+    ],
+)
+def test_an_env_that_cannot_be_given_is_a_usage_error(cli: Cli, flag: str, message: str) -> None:
+    done = cli("launch", "--infra", "local", "--env", flag, "true", check=2)
+    assert message in done.stderr
+
+
+def test_logs_of_an_unknown_cluster_says_so_and_exits_2(cli: Cli) -> None:
+    done = cli("logs", "nope", check=2)
+    assert "no cluster named 'nope'" in done.stderr
+
+
+def test_down_all_and_stop_all_take_every_cluster(cli: Cli) -> None:
+    for name in ("one", "two"):
+        cli("launch", "-c", name, "--infra", "local", "-d", "true")
+    assert "name the cluster(s) to down, or pass --all" in cli("down", check=2).stderr
+    assert "not both" in cli("down", "-a", "one", check=2).stderr
+    done = cli("down", "-a", "-y")
+    assert "one: down done" in done.stdout and "two: down done" in done.stdout
+    assert cli.json("status", "--no-refresh")["clusters"] == []  # type: ignore[index]
+    assert "no cluster to stop" in cli("stop", "-a", "-y").stderr

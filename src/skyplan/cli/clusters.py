@@ -20,11 +20,13 @@ from skyplan.cli.options import (
     catalog_option,
     context_options,
     detach_on_interrupt,
+    env_options,
     json_option,
     optional_policy,
     parse_pairs,
     resource_flags,
     resource_options,
+    task_env,
 )
 
 yes_option = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
@@ -46,9 +48,11 @@ def _session(*, trust: bool = False, catalog: Any = None, quiet: bool = False) -
     return skyplan.Session(catalog=catalog, trust_new_host_keys=trust, say=say, sink=sink)
 
 
-def _work(entrypoint: str | None) -> tuple[Any, Path]:
-    """A task file, or a shell command run as a one-line task (as `sky launch 'cmd'`)."""
-    if entrypoint is None:
+def _work(words: str | tuple[str, ...] | None) -> tuple[Any, Path]:
+    """A task file, or a shell command run as a one-line task (as `sky launch 'cmd'`; several
+    words are one command, as `sky launch echo hi`)."""
+    entrypoint = " ".join(words) if isinstance(words, tuple) else words
+    if not entrypoint:
         return skyplan.Dag(tasks=(skyplan.Task(),)), Path.cwd()
     path = Path(entrypoint)
     if path.suffix in (".yaml", ".yml") or path.is_file():
@@ -95,11 +99,10 @@ def _follow(session: Any, cluster: str, job: Any) -> None:
 
 
 @click.command()
-@click.argument("entrypoint", required=False)
+@click.argument("entrypoint", nargs=-1)
 @click.option("--cluster", "-c", help="Cluster name (default: a new generated name).")
 @resource_options
-@click.option("--env", "envs", multiple=True, metavar="KEY=VALUE", help="Set an env var.")
-@click.option("--secret", "secrets", multiple=True, metavar="KEY=VALUE", help="Set a secret.")
+@env_options
 @click.option("--idle-minutes-to-autostop", "-i", type=click.IntRange(min=0), default=None)
 @click.option("--down", is_flag=True, help="With -i: tear down instead of stopping.")
 @click.option("--retry-until-up", "-r", is_flag=True, help="Keep retrying, with backoff.")
@@ -114,10 +117,11 @@ def _follow(session: Any, cluster: str, job: Any) -> None:
 @json_option
 @yes_option
 def launch(
-    entrypoint: str | None,
+    entrypoint: tuple[str, ...],
     cluster: str | None,
     envs: tuple[str, ...],
     secrets: tuple[str, ...],
+    env_files: tuple[Path, ...],
     idle_minutes_to_autostop: int | None,
     down: bool,
     retry_until_up: bool,
@@ -134,9 +138,11 @@ def launch(
     yes: bool,
     **resources: Any,
 ) -> None:
-    """Launch a cluster for ENTRYPOINT (a task YAML or a shell command) and run it."""
+    """Launch a cluster for ENTRYPOINT (a task YAML, or a shell command: one quoted argument or
+    several words) and run it."""
     del yes  # accepted as in SkyPilot; launch asks nothing
     work, base = _work(entrypoint)
+    env, secret = task_env(envs, secrets, env_files)
     work = skyplan.with_overrides(work, resource_flags(**resources))
     catalog = skyplan.load_catalog(catalog_path)
     policy = optional_policy(policies, catalog)
@@ -153,8 +159,8 @@ def launch(
             work,
             cluster=cluster,
             base_dir=base,
-            envs=parse_pairs(envs, "--env"),
-            secrets=parse_pairs(secrets, "--secret"),
+            envs=env,
+            secrets=secret,
             retry_until_up=retry_until_up,
             idle_minutes=idle_minutes_to_autostop,
             down=down,
@@ -180,29 +186,25 @@ def launch(
 
 @click.command(name="exec")
 @click.argument("cluster")
-@click.argument("entrypoint")
-@click.option("--env", "envs", multiple=True, metavar="KEY=VALUE", help="Set an env var.")
-@click.option("--secret", "secrets", multiple=True, metavar="KEY=VALUE", help="Set a secret.")
+@click.argument("entrypoint", nargs=-1, required=True)
+@env_options
 @click.option("--detach-run", "-d", is_flag=True, help="Do not stream the job's output.")
 @json_option
 def exec_(
     cluster: str,
-    entrypoint: str,
+    entrypoint: tuple[str, ...],
     envs: tuple[str, ...],
     secrets: tuple[str, ...],
+    env_files: tuple[Path, ...],
     detach_run: bool,
     as_json: bool,
 ) -> None:
-    """Run ENTRYPOINT (a task YAML or a command) as a job on an existing CLUSTER."""
+    """Run ENTRYPOINT (a task YAML or a command, quoted or as several words) as a job on an
+    existing CLUSTER."""
     work, base = _work(entrypoint)
+    env, secret = task_env(envs, secrets, env_files)
     with _session(quiet=as_json) as session:
-        job = session.exec(
-            cluster,
-            work,
-            base_dir=base,
-            envs=parse_pairs(envs, "--env"),
-            secrets=parse_pairs(secrets, "--secret"),
-        )
+        job = session.exec(cluster, work, base_dir=base, envs=env, secrets=secret)
         if as_json:
             render.emit_json(_job_json(job))
             return
@@ -338,22 +340,61 @@ def cancel(cluster: str, job_ids: tuple[int, ...], all_jobs: bool, yes: bool) ->
     click.echo(f"cancelled {len(done)} job(s): {', '.join(str(j.job_id) for j in done) or '-'}")
 
 
-def _each(names: tuple[str, ...], verb: str, yes: bool, action: Any) -> None:
-    if not names:
-        raise click.UsageError(f"name the cluster(s) to {verb}")
-    _confirm(yes, f"{verb} {', '.join(names)}?")
+def _each(
+    names: tuple[str, ...],
+    verb: str,
+    yes: bool,
+    action: Any,
+    *,
+    every: bool = False,
+    status: Any = None,
+) -> None:
+    """Do `action` to each named cluster, or with `every` to each cluster (in `status` if
+    given) except those a managed job owns: its controller looks after them."""
+    if every and names:
+        raise click.UsageError(f"name the cluster(s) to {verb} or pass --all, not both")
+    if not names and not every:
+        raise click.UsageError(f"name the cluster(s) to {verb}, or pass --all")
     with _session() as session:
+        if every:
+            owned = session.jobs.owned_clusters()
+            found = [r for r in session.store.clusters() if status is None or r.status == status]
+            names = tuple(r.name for r in found if r.name not in owned)
+            left = sorted(r.name for r in found if r.name in owned)
+            if left:
+                click.echo(
+                    f"leaving {', '.join(left)} to the managed-job controller "
+                    "(`skyplan jobs cancel` ends their jobs)",
+                    err=True,
+                )
+            if not names:
+                click.echo(f"no cluster to {verb}", err=True)
+                return
+        _confirm(yes, f"{verb} {', '.join(names)}?")
         for name in names:
             action(session, name)
             click.echo(f"{name}: {verb} done")
 
 
+all_clusters_option = click.option(
+    "--all", "-a", "every", is_flag=True, help="Every cluster (not managed jobs' clusters)."
+)
+
+
 @click.command()
 @click.argument("clusters", nargs=-1)
+@all_clusters_option
 @yes_option
-def stop(clusters: tuple[str, ...], yes: bool) -> None:
+def stop(clusters: tuple[str, ...], every: bool, yes: bool) -> None:
     """Stop clusters, keeping their disks (cancels their jobs)."""
-    _each(clusters, "stop", yes, lambda s, n: s.stop(n))
+    _each(
+        clusters,
+        "stop",
+        yes,
+        lambda s, n: s.stop(n),
+        every=every,
+        status=skyplan.ClusterStatus.UP,
+    )
 
 
 @click.command()
@@ -375,10 +416,11 @@ def _down(session: Any, name: str) -> None:
 
 @click.command()
 @click.argument("clusters", nargs=-1)
+@all_clusters_option
 @yes_option
-def down(clusters: tuple[str, ...], yes: bool) -> None:
+def down(clusters: tuple[str, ...], every: bool, yes: bool) -> None:
     """Tear clusters down: delete every node, then the record."""
-    _each(clusters, "down", yes, _down)
+    _each(clusters, "down", yes, _down, every=every)
 
 
 @click.command()

@@ -22,11 +22,13 @@ from skyplan.cli.options import (
     catalog_option,
     context_options,
     detach_on_interrupt,
+    env_options,
     json_option,
     optional_policy,
     parse_pairs,
     resource_flags,
     resource_options,
+    task_env,
 )
 
 
@@ -45,11 +47,10 @@ def _exit_for(job: Any) -> None:
 
 
 @jobs_group.command(name="launch")
-@click.argument("entrypoint")
+@click.argument("entrypoint", nargs=-1, required=True)
 @click.option("--name", "-n", help="A name for the job (default: the task's).")
 @resource_options
-@click.option("--env", "envs", multiple=True, metavar="KEY=VALUE", help="Set an env var.")
-@click.option("--secret", "secrets", multiple=True, metavar="KEY=VALUE", help="Set a secret.")
+@env_options
 @click.option("--detach-run", "-d", is_flag=True, help="Return once the job is submitted.")
 @click.option("--retry-until-up", "-r", is_flag=True, help="Wait for capacity at the start.")
 @click.option(
@@ -63,10 +64,11 @@ def _exit_for(job: Any) -> None:
 @json_option
 @yes_option
 def launch(
-    entrypoint: str,
+    entrypoint: tuple[str, ...],
     name: str | None,
     envs: tuple[str, ...],
     secrets: tuple[str, ...],
+    env_files: tuple[Path, ...],
     detach_run: bool,
     retry_until_up: bool,
     keep_on_failure: bool,
@@ -80,9 +82,11 @@ def launch(
     yes: bool,
     **resources: Any,
 ) -> None:
-    """Launch ENTRYPOINT (a task YAML, a pipeline YAML, or a command) as a managed job."""
+    """Launch ENTRYPOINT (a task YAML, a pipeline or job group YAML, or a command, quoted or
+    as several words) as a managed job."""
     del yes, overrides  # accepted as in SkyPilot; soft-rule overrides apply to `launch`
     work, base = _work(entrypoint)
+    env, secret = task_env(envs, secrets, env_files)
     work = skyplan.with_overrides(work, resource_flags(**resources))
     catalog = skyplan.load_catalog(catalog_path)
     optional_policy(policies, catalog)  # a bad policy is an error now, not at a recovery
@@ -94,8 +98,8 @@ def launch(
             work,
             name=name,
             base_dir=base,
-            envs=parse_pairs(envs, "--env"),
-            secrets=parse_pairs(secrets, "--secret"),
+            envs=env,
+            secrets=secret,
             policy_files=list(policies),
             catalog_path=catalog_path,
             context=context,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,6 +23,80 @@ catalog_option = click.option(
     "Default: the shipped catalog (or $SKYPLAN_CATALOG).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def env_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`--env`, `--secret` (KEY=VALUE, or KEY alone for this environment's value) and
+    `--env-file` (dotenv format), as SkyPilot takes them; read them with `task_env`."""
+    for option in reversed(
+        (
+            click.option(
+                "--env",
+                "envs",
+                multiple=True,
+                metavar="KEY[=VALUE]",
+                help="Set an env var (KEY alone: its value here).",
+            ),
+            click.option(
+                "--secret",
+                "secrets",
+                multiple=True,
+                metavar="KEY[=VALUE]",
+                help="Set a secret (KEY alone: its value here).",
+            ),
+            click.option(
+                "--env-file",
+                "env_files",
+                multiple=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                help="Env vars from a dotenv file (--env wins over it).",
+            ),
+        )
+    ):
+        command = option(command)
+    return command
+
+
+def task_env(
+    envs: tuple[str, ...], secrets: tuple[str, ...], env_files: tuple[Path, ...] = ()
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The env vars and secrets `env_options` gave: env files first, then `--env`."""
+    from dotenv import dotenv_values
+
+    out: dict[str, str] = {}
+    for path in env_files:
+        for key, value in dotenv_values(path).items():
+            where = f"--env-file {path}"
+            out[_env_name(key, where)] = value if value is not None else _from_here(key, where)
+    out.update(_env_pairs(envs, "--env"))
+    return out, _env_pairs(secrets, "--secret")
+
+
+def _env_pairs(items: tuple[str, ...], flag: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        name = _env_name(key.strip(), f"{flag} {item!r}")
+        out[name] = value if sep else _from_here(name, f"{flag} {name}")
+    return out
+
+
+def _env_name(key: str, where: str) -> str:
+    if not _ENV_NAME.match(key):
+        raise click.UsageError(
+            f"{where}: {key!r} is not an environment variable name (letters, digits and _, "
+            "not starting with a digit)"
+        )
+    return key
+
+
+def _from_here(key: str, where: str) -> str:
+    value = os.environ.get(key)
+    if value is None:
+        raise click.UsageError(f"{where}: {key} is not set here; give {key}=VALUE")
+    return value
 
 
 @contextmanager

@@ -232,6 +232,15 @@ class ManagedJobs:
             self.ensure_controller()
         return job.job_id
 
+    def owned_clusters(self) -> set[str]:
+        """Every cluster name an active managed job may run on (each stage, both slots)."""
+        return {
+            managed_cluster(job.job_id, stage, slot)
+            for job in self.store.managed.jobs(ACTIVE)
+            for stage in range(len(job.tasks))
+            for slot in (0, 1)
+        }
+
     def members(self, job_id: int) -> list[ManagedJobRecord]:
         """The job group `job_id` belongs to, by member id (just the job, if in no group)."""
         job = self.get(job_id)

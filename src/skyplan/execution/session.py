@@ -408,12 +408,13 @@ class Session:
         follow: bool = True,
         sink: Say | None = None,
     ) -> JobRecord:
+        queue = self._queue(cluster)  # an unknown cluster is ClusterNotFound, not "no jobs"
         if job_id is None:
             latest = self.store.jobs(cluster, limit=1)
             if not latest:
                 raise ClusterStateError(f"cluster {cluster!r} has no jobs yet")
             job_id = latest[-1].job_id
-        return self._queue(cluster).logs(job_id, follow=follow, sink=sink or self.sink)
+        return queue.logs(job_id, follow=follow, sink=sink or self.sink)
 
     def cancel(self, cluster: str, job_ids: Sequence[int] | None = None) -> list[JobRecord]:
         return self._queue(cluster).cancel(job_ids)
