@@ -28,6 +28,12 @@ class Registry(Generic[T]):
         self._items[name] = item
         return item
 
+    def unregister(self, name: str) -> T:
+        """Remove a plugin (a test's, or one an embedder replaces); raises if it is not there."""
+        item = self.get(name)
+        del self._items[name]
+        return item
+
     def get(self, name: str) -> T:
         try:
             return self._items[name]

@@ -23,6 +23,7 @@ from skyplan.execution.session import Session
 from skyplan.model import Task
 from skyplan.model.state import JobDemand, JobRecord, JobStatus
 from skyplan.runtime import JobQueue
+from skyplan.runtime.recovery import STRATEGIES, RecoveryStrategy, register
 from skyplan.state import Store
 
 T = TypeVar("T")
@@ -61,6 +62,17 @@ def demand(
         accelerator=accelerator or ("A100" if gpus else None),
         accelerator_count=gpus,
     )
+
+
+@contextlib.contextmanager
+def registered(strategy: RecoveryStrategy) -> Iterator[RecoveryStrategy]:
+    """A test's recovery strategy, registered only while a test runs: left registered, it
+    would join every later `sim jobs --strategy all`."""
+    register(strategy)
+    try:
+        yield strategy
+    finally:
+        STRATEGIES.unregister(strategy.name)
 
 
 def alive(pid: int) -> bool:

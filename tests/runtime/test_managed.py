@@ -26,16 +26,14 @@ from skyplan.model import Dag, Task
 from skyplan.model.managed import ManagedJobRecord, ManagedJobStatus, managed_cluster
 from skyplan.runtime.managed import ControllerSettings, ManagedJobController
 from skyplan.runtime.recovery import (
-    STRATEGIES,
     Decision,
     Keep,
     Launch,
     RecoveryView,
     Target,
     Trigger,
-    register,
 )
-from tests.runtime.conftest import gate, local_task, wait_until
+from tests.runtime.conftest import gate, local_task, registered, wait_until
 
 S = ManagedJobStatus
 FAST = ControllerSettings(poll=0.1, tick=0.5, workers=4)
@@ -267,13 +265,14 @@ class MoveOnce:
         return Keep()
 
 
-if MoveOnce.name not in STRATEGIES:
-    register(MoveOnce())
-
-
 def test_every_run_keeps_its_own_log_when_the_job_moves_to_a_new_cluster(
     jobs: ManagedJobs, controller: ManagedJobController, tmp_path: Path
 ) -> None:
+    with registered(MoveOnce()):
+        moves_once(jobs, controller, tmp_path)
+
+
+def moves_once(jobs: ManagedJobs, controller: ManagedJobController, tmp_path: Path) -> None:
     # Both runs are job 1 of their cluster (managed-N, then managed-N-b): their logs must
     # not be one file, and following must show the second run too.
     moved = tmp_path / "moved"

@@ -19,19 +19,17 @@ from skyplan.model import Offer, Task
 from skyplan.model.managed import ManagedJobRecord, ManagedJobStatus, managed_cluster
 from skyplan.runtime.managed import ControllerSettings, ManagedJobController, ManagedPlanner
 from skyplan.runtime.recovery import (
-    STRATEGIES,
     Decision,
     Keep,
     Launch,
     RecoveryView,
     Target,
     Trigger,
-    register,
 )
 from skyplan.runtime.strategies import eager
 from skyplan.state import Store
 from skyplan.state.managed import ManagedJobTable
-from tests.runtime.conftest import wait_until
+from tests.runtime.conftest import registered, wait_until
 from tests.runtime.faulty import Fault, FaultyBackend, offers, target_planner
 
 S = ManagedJobStatus
@@ -204,10 +202,6 @@ class TrySpotBeside:
         return Keep()
 
 
-if TrySpotBeside.name not in STRATEGIES:
-    register(TrySpotBeside())
-
-
 def spot_planner() -> ManagedPlanner:
     """`target_planner` over the fake cloud's offers, each on demand and as spot (cheaper),
     keeping only the kind the target asks for."""
@@ -227,7 +221,8 @@ def spot_planner() -> ManagedPlanner:
 def beside(tmp_path: Path) -> Iterator[World]:
     made = World(tmp_path)
     made.controller.planner = spot_planner()
-    yield made
+    with registered(TrySpotBeside()):
+        yield made
     made.controller.close()
     made.store.close()
 

@@ -141,6 +141,17 @@ def test_registry_raises_on_duplicate_names() -> None:
     assert registry.get("region") == 1
 
 
+def test_an_unregistered_name_is_gone_and_may_be_registered_again() -> None:
+    registry: Registry[int] = Registry("widget")
+    registry.register("region", 1)
+    assert registry.unregister("region") == 1
+    assert "region" not in registry
+    with pytest.raises(RegistryError, match="no widget named 'region'"):
+        registry.unregister("region")
+    registry.register("region", 2)
+    assert registry.get("region") == 2
+
+
 def test_registry_suggests_a_name_on_a_bad_lookup() -> None:
     with pytest.raises(RegistryError) as raised:
         FILTERS.get("regoin")
