@@ -429,6 +429,24 @@ DIAGNOSTICS = [
     ),
     pytest.param(
         Case(
+            main('deny "x" spot\nimport "../shared.policy"'),
+            "SP117",
+            ("main.policy", 2, 1),
+            "cannot import '../shared.policy': it leads outside the policy root",
+        ),
+        id="SP117-import-outside-the-root",
+    ),
+    pytest.param(
+        Case(
+            main('deny "x" ' + "(" * 90 + "spot" + ")" * 90),
+            "SP118",
+            ("main.policy", 1, None),
+            "nested too deeply (over 200 levels of parentheses and operators)",
+        ),
+        id="SP118-nested-too-deeply",
+    ),
+    pytest.param(
+        Case(
             main('deny "x" region == "eu-wset-1"'),
             "SP201",
             ("main.policy", 1, 20),

@@ -39,6 +39,10 @@ def fmt(files: tuple[Path, ...], check: bool) -> None:
     for path in policy_files(files):
         try:
             text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            click.echo(f"{path}: not UTF-8 text (byte {exc.start}); left unchanged", err=True)
+            broken = True
+            continue
         except OSError as exc:
             raise click.UsageError(f"cannot read {path}: {exc}") from None
         try:
@@ -109,13 +113,11 @@ def check(files: tuple[Path, ...], catalog_path: Path | None, as_json: bool) -> 
 @json_option
 def test(paths: tuple[Path, ...], catalog_path: Path | None, as_json: bool) -> None:
     """Run the test blocks of policy files (default: ./policies) and report rule coverage."""
-    files = [
-        f
-        for f in policy_files(paths or (Path("policies"),))
-        if "test " in f.read_text(encoding="utf-8")
-    ]
+    files = policy_files(paths or (Path("policies"),))
     catalog = skyplan.load_catalog(catalog_path) if catalog_path else None
-    reports = skyplan.run_policy_tests(files, catalog=catalog)
+    # Every file is loaded (one that does not check fails the run); those without tests, such
+    # as files only imported, report nothing.
+    reports = [r for r in skyplan.run_policy_tests(files, catalog=catalog) if r[1].results]
     failed = sum(1 for _, r in reports for t in r.results if not t.passed)
     passed = sum(1 for _, r in reports for t in r.results if t.passed)
     if as_json:
@@ -249,6 +251,7 @@ def diff(old: Path, new: Path, catalog_path: Path | None, as_json: bool) -> None
                 ],
                 "limits": result.limits,
                 "loosens_hard_rule": result.loosens_hard_rule,
+                "loosened_rules": result.loosened_rules,
             }
         )
     else:
@@ -269,11 +272,16 @@ def diff(old: Path, new: Path, catalog_path: Path | None, as_json: bool) -> None
             for s in ch.samples_denied:
                 click.echo(f"  - {s}")
             if ch.loosened:
-                click.echo(f"  ! {ch.loosened:,} offer(s) a hard rule denied are now allowed")
+                click.echo(
+                    f"  ! {ch.loosened:,} offer(s) a hard rule denied are no longer denied by one"
+                )
         for line in result.limits:
             click.echo(f"limit {line}")
         if result.empty:
             click.echo("no semantic change")
     if result.loosens_hard_rule:
-        click.echo("error: the change loosens a hard rule", err=True)
+        named = ", ".join(repr(n) for n in result.loosened_rules)
+        click.echo(
+            f"error: the change loosens a hard rule{': ' + named if named else ''}", err=True
+        )
         sys.exit(1)

@@ -24,6 +24,8 @@ CODES: dict[str, str] = {
     "SP114": "unknown-test-key",
     "SP115": "unknown-rule",
     "SP116": "invalid-value",
+    "SP117": "import-outside-root",
+    "SP118": "too-complex",
     "SP201": "unknown-region",
     "SP202": "unused-let",
 }
@@ -45,6 +47,8 @@ UNKNOWN_REQUEST_FIELD = "SP113"
 UNKNOWN_TEST_KEY = "SP114"
 UNKNOWN_RULE = "SP115"
 INVALID_VALUE = "SP116"
+IMPORT_OUTSIDE_ROOT = "SP117"  # absolute, `..` past the root, a link out of it, not a regular file
+TOO_COMPLEX = "SP118"  # a resource limit: size, nesting, `let` expansion, rule count, glob
 UNKNOWN_REGION = "SP201"
 UNUSED_LET = "SP202"
 

@@ -1,6 +1,9 @@
 """Policy files → the effective `model.Policy`: parse, follow imports, compile, merge.
 
-Imports are relative to the importing file and loaded first; a cycle is an error. Merging
+Imports are relative to the importing file and loaded first; a cycle is an error. Policy files
+arrive in pull requests, so an import is confined: it names a `.policy` file by a relative path
+that stays, links followed, inside the policy root (the folder of the file given to `load`); what
+is read must be a regular file of at most `MAX_BYTES`. Merging
 goes in load order, so an importer comes after what it imports and may **tighten but never
 loosen** an imported hard rule: it cannot redefine a hard `require`/`deny` (add a new rule to
 tighten), nor raise a hard quota's or budget's limit or lower its level; a soft or advisory rule
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import os
+import stat
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,8 +30,51 @@ from skyplan.source import Source, Span
 Reader = Callable[[Path], str]
 
 
+#: The largest policy file read; the biggest real policies are a few kilobytes.
+MAX_BYTES = 1 << 20
+
+
+class Refused(OSError):
+    """A file the loader will not read, with the diagnostic code saying why."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 def _read(path: Path) -> str:
-    return path.read_text(encoding="utf-8")
+    """The UTF-8 text of a regular file of at most `MAX_BYTES`. Opened without blocking, so a
+    FIFO or a device is refused rather than waited on."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise Refused(codes.IMPORT_OUTSIDE_ROOT, "not a regular file")
+        data = f.read(MAX_BYTES + 1)  # /proc files report size 0: read, do not stat
+    if len(data) > MAX_BYTES:
+        raise Refused(codes.TOO_COMPLEX, f"larger than {MAX_BYTES >> 20} MiB")
+    return data.decode("utf-8")
+
+
+def _confined(written: str, target: Path, root: Path) -> str | None:
+    """Why an import may not be read, or None when it may."""
+    if Path(written).is_absolute():
+        return "imports are relative to the importing file, not absolute"
+    if not written.endswith(".policy"):
+        return "only .policy files can be imported"
+    if not Path(os.path.realpath(target)).is_relative_to(os.path.realpath(root)):
+        return f"it leads outside the policy root {str(root)!r}"
+    return None
+
+
+def _undecodable(exc: UnicodeDecodeError, at: Span) -> Diagnostic:
+    """SP100 at the line and column of the first byte that is not UTF-8."""
+    before = exc.object[: exc.start]
+    line = before.count(b"\n") + 1
+    col = exc.start - (before.rfind(b"\n") + 1) + 1
+    byte = exc.object[exc.start : exc.start + 1].hex()
+    return diagnostic(
+        Span(at.file, line, col), codes.SYNTAX, f"not UTF-8 text: byte 0x{byte} cannot be read"
+    )
 
 
 @dataclass
@@ -60,7 +107,8 @@ class _Loader:
         self.visiting: list[tuple[str, str]] = []  # (key, name as the user wrote it)
         self.rule_names: dict[str, frozenset[str]] = {}  # key → names it and its imports define
 
-    def load(self, path: Path, name: str, at: Span | None) -> None:
+    def load(self, path: Path, name: str, at: Span | None, root: Path | None = None) -> None:
+        root = path.parent if root is None else root
         key = _key(path)
         keys = [k for k, _ in self.visiting]
         if key in keys:
@@ -74,12 +122,16 @@ class _Loader:
             return
         try:
             text = self.read(path)
-        except (OSError, UnicodeDecodeError) as exc:
+        except UnicodeDecodeError as exc:
+            self.result.diagnostics.append(_undecodable(exc, Span(name)))
+            return
+        except OSError as exc:
+            code = exc.code if isinstance(exc, Refused) else codes.IMPORT_NOT_FOUND
             reason = "file not found" if isinstance(exc, FileNotFoundError) else str(exc)
+            if not isinstance(exc, Refused | FileNotFoundError):
+                reason = exc.strerror or type(exc).__name__
             self.result.diagnostics.append(
-                diagnostic(
-                    at or Span(name), codes.IMPORT_NOT_FOUND, f"cannot read {name!r}: {reason}"
-                )
+                diagnostic(at or Span(name), code, f"cannot read {name!r}: {reason}")
             )
             return
         self.result.sources[name] = Source(name, text)
@@ -98,7 +150,17 @@ class _Loader:
                     if Path(name).parent != Path(".")
                     else stmt.path
                 )
-                self.load(target, shown, stmt.span)
+                refused = _confined(stmt.path, target, root)
+                if refused is not None:
+                    self.result.diagnostics.append(
+                        diagnostic(
+                            stmt.span,
+                            codes.IMPORT_OUTSIDE_ROOT,
+                            f"cannot import {stmt.path!r}: {refused}",
+                        )
+                    )
+                    continue
+                self.load(target, shown, stmt.span, root)
                 target_key = _key(target)
                 imported |= self.rule_names.get(target_key, frozenset())
         self.visiting.pop()
@@ -189,11 +251,13 @@ def load(
     vocabulary: Vocabulary | None = None,
     *,
     read: Reader = _read,
+    root: str | Path | None = None,
 ) -> Loaded:
     """Load and merge policy files (later files after earlier ones, imports first). Never
-    raises for bad input: the diagnostics say what is wrong and `policy` is None then."""
+    raises for bad input: the diagnostics say what is wrong and `policy` is None then.
+    Imports stay inside `root` (default: the folder of each file in `paths`)."""
     with _paused_gc():
-        return _load(paths, vocabulary, read)
+        return _load(paths, vocabulary, read, None if root is None else Path(root))
 
 
 @contextmanager
@@ -209,12 +273,14 @@ def _paused_gc() -> Iterator[None]:
             gc.enable()
 
 
-def _load(paths: Sequence[str | Path], vocabulary: Vocabulary | None, read: Reader) -> Loaded:
+def _load(
+    paths: Sequence[str | Path], vocabulary: Vocabulary | None, read: Reader, root: Path | None
+) -> Loaded:
     loader = _Loader(vocabulary or Vocabulary(), read)
     roots = set()
     for raw in paths:
         path = Path(raw)
-        loader.load(path, str(raw), None)
+        loader.load(path, str(raw), None, root)
         roots.add(_key(path))
     loaded = loader.result
     if not loaded.errors:

@@ -440,13 +440,41 @@ def _comments(text: str, name: str) -> tuple[ast.Comment, ...]:
     return tuple(found)
 
 
+#: How deeply a policy may nest: parentheses, `not`, `and`/`or` inside them. Far beyond what a
+#: reviewer can read, and far below what the recursive builder and compiler can take.
+MAX_NESTING = 200
+
+
+def _too_deep(tree: Tree[Token], name: str) -> Diagnostic | None:
+    """SP118 at the first token of the first node nested deeper than `MAX_NESTING`, found
+    without recursion."""
+    stack: list[tuple[Tree[Token], int]] = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_NESTING:
+            first: Tree[Token] | Token = node
+            while isinstance(first, Tree) and first.children:
+                first = first.children[0]
+            at = Span(name, getattr(first, "line", None), getattr(first, "column", None))
+            why = f"nested too deeply (over {MAX_NESTING} levels of parentheses and operators)"
+            return diagnostic(at, codes.TOO_COMPLEX, why)
+        stack.extend((child, depth + 1) for child in node.children if isinstance(child, Tree))
+    return None
+
+
 def parse(text: str, name: str = "<policy>") -> ast.PolicyFile:
     """Parse one policy file; raises `PolicyError` with a located syntax diagnostic."""
+    if text.startswith("\ufeff"):
+        # A byte-order mark (editors on Windows write one): read as a space, so columns stay.
+        text = " " + text[1:]
     source = Source(name, text)
     try:
         tree = _parser().parse(text)
     except UnexpectedInput as exc:
         raise PolicyError([_syntax_error(exc, source)], {name: source}) from None
+    deep = _too_deep(tree, name)
+    if deep is not None:
+        raise PolicyError([deep], {name: source})
     try:
         policy = _Builder(name).build(tree)
     except _BadLiteral as bad:

@@ -1,11 +1,13 @@
 """The exact semantic diff of two policies over a finite catalog.
 
-For every request context the policies' tests mention (team, user, kind, labels) and the empty
-context, every catalog offer (on-demand, and spot where offered) is judged by both policies'
-enforced rules (hard and soft; advisory rules never remove an offer). The diff lists the offers
-a change newly allows or newly denies, and whether it *loosens a hard rule*: an offer the old
-policy denied by a hard rule that the new one allows, or a hard quota or budget raised or
-dropped.
+Request contexts: the empty one, each one the policies' tests give (team, user, kind, labels)
+and one per value a rule's `when` tests a request field against. In each, every catalog offer
+(on-demand, and spot where offered) is judged by both policies' enforced rules (hard and soft;
+advisory rules never remove an offer). The diff lists the offers a change newly allows or
+newly denies, and whether it *loosens a hard rule*: an offer the old policy denied by a hard
+rule that the new one's hard rules allow (the rule was dropped, relaxed, or turned soft or
+advisory: a soft rule yields to an override), or a hard quota or budget raised or dropped.
+The loosened rules are named.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import polars as pl
 from skyplan.catalog import Catalog
 from skyplan.catalog import schema as c
 from skyplan.model import Policy, RequestContext
+from skyplan.model import policy as m
 from skyplan.model.policy import Budget, Level, Quota
 from skyplan.solver.policy import COST, SPOT, applies, condition
 
@@ -38,6 +41,7 @@ class PolicyDiff:
     changes: list[OfferChange]
     limits: list[str]
     loosens_hard_rule: bool
+    loosened_rules: list[str] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
@@ -45,11 +49,43 @@ class PolicyDiff:
 
 
 def contexts_of(*policies: Policy) -> list[RequestContext]:
-    """The empty context and each distinct context the policies' tests give."""
+    """The empty context, each distinct context the policies' tests give, and one context per
+    value a rule's `when` compares a request field with (`task.team == "interns"`)."""
     seen: dict[str, RequestContext] = {}
-    for ctx in [RequestContext()] + [_context(t.given) for p in policies for t in p.tests]:
+    given = [t.given for p in policies for t in p.tests]
+    given += [((key, value),) for p in policies for key, value in _when_values(p)]
+    for ctx in [RequestContext()] + [_context(g) for g in given]:
         seen.setdefault(ctx.model_dump_json(exclude={"name", "num_nodes"}), ctx)
     return list(seen.values())
+
+
+def _when_values(policy: Policy) -> list[tuple[str, m.Scalar]]:
+    """(given key, value) for each request field a `when` clause compares with a literal."""
+    found: list[tuple[str, m.Scalar]] = []
+
+    def visit(expr: m.Expr) -> None:
+        if isinstance(expr, m.Compare):
+            for ref, lit in ((expr.left, expr.right), (expr.right, expr.left)):
+                if isinstance(ref, m.RequestRef) and isinstance(lit, m.Literal_):
+                    found.append((".".join(ref.path), lit.value))
+        elif isinstance(expr, m.InSet) and isinstance(expr.item, m.RequestRef):
+            found.extend((".".join(expr.item.path), v) for v in expr.options)
+        elif isinstance(expr, m.BoolOp):
+            for arg in expr.args:
+                visit(arg)
+        elif isinstance(expr, m.Not):
+            visit(expr.arg)
+
+    bounded: tuple[m.Rule | m.Preference | Quota | Budget, ...] = (
+        *policy.rules,
+        *policy.preferences,
+        *policy.quotas,
+        *policy.budgets,
+    )
+    for item in bounded:
+        if item.when is not None:
+            visit(item.when)
+    return found
 
 
 def _context(given: tuple[tuple[str, object], ...]) -> RequestContext:
@@ -76,15 +112,25 @@ def candidates(catalog: Catalog) -> pl.DataFrame:
     return pl.concat([on_demand, spot])
 
 
+def _enforced(policy: Policy, ctx: RequestContext, hard_only: bool) -> list[m.Rule]:
+    return [
+        rule
+        for rule in policy.rules
+        if rule.level != Level.ADVISORY
+        and not (hard_only and rule.level != Level.HARD)
+        and applies(rule.when, ctx)
+    ]
+
+
+def _passes(rule: m.Rule, ctx: RequestContext) -> pl.Expr:
+    hit = condition(rule.condition, ctx)
+    return hit if rule.effect == "require" else ~hit
+
+
 def allowed(policy: Policy, ctx: RequestContext, *, hard_only: bool = False) -> pl.Expr:
     mask = pl.lit(True)
-    for rule in policy.rules:
-        if rule.level == Level.ADVISORY or (hard_only and rule.level != Level.HARD):
-            continue
-        if not applies(rule.when, ctx):
-            continue
-        hit = condition(rule.condition, ctx)
-        mask = mask & (hit if rule.effect == "require" else ~hit)
+    for rule in _enforced(policy, ctx, hard_only):
+        mask = mask & _passes(rule, ctx)
     return mask
 
 
@@ -101,22 +147,25 @@ def _bounds(policy: Policy) -> dict[str, Quota | Budget]:
     return {b.name: b for b in bounds}
 
 
-def _limits(old: Policy, new: Policy) -> tuple[list[str], bool]:
-    lines, loosened = [], False
+def _limits(old: Policy, new: Policy) -> tuple[list[str], list[str]]:
+    """Lines describing changed quotas and budgets, and the hard ones loosened."""
+    lines, loosened = [], []
     old_limits = _bounds(old)
     new_limits = _bounds(new)
     for name, before in old_limits.items():
         after = new_limits.get(name)
         if after is None:
             lines.append(f"{name!r} removed (was {before.limit:g})")
-            loosened |= before.level == Level.HARD
+            if before.level == Level.HARD:
+                loosened.append(name)
         elif after.limit != before.limit or after.level != before.level:
             lines.append(
                 f"{name!r}: {before.limit:g} ({before.level}) → {after.limit:g} ({after.level})"
             )
-            loosened |= before.level == Level.HARD and (
+            if before.level == Level.HARD and (
                 after.limit > before.limit or after.level != Level.HARD
-            )
+            ):
+                loosened.append(name)
     for name, after in new_limits.items():
         if name not in old_limits:
             lines.append(f"{name!r} added ({after.limit:g}, {after.level})")
@@ -127,16 +176,24 @@ def diff_policies(old: Policy, new: Policy, catalog: Catalog) -> PolicyDiff:
     frame = candidates(catalog)
     changes = []
     any_loosened = False
+    loosened_rules: dict[str, None] = {}
     for ctx in contexts_of(old, new):
+        old_hard = _enforced(old, ctx, hard_only=True)
         flags = frame.with_columns(
             allowed(old, ctx).alias("_old"),
             allowed(new, ctx).alias("_new"),
             allowed(old, ctx, hard_only=True).alias("_old_hard"),
+            allowed(new, ctx, hard_only=True).alias("_new_hard"),
+            *(_passes(rule, ctx).alias(f"_rule_{i}") for i, rule in enumerate(old_hard)),
         )
         newly_allowed = flags.filter(pl.col("_new") & ~pl.col("_old")).sort(COST)
         newly_denied = flags.filter(pl.col("_old") & ~pl.col("_new")).sort(COST)
-        loosened = flags.filter(pl.col("_new") & ~pl.col("_old_hard")).height
+        escaped = flags.filter(pl.col("_new_hard") & ~pl.col("_old_hard"))
+        loosened = escaped.height
         any_loosened |= loosened > 0
+        for i, rule in enumerate(old_hard):
+            if loosened and not escaped.get_column(f"_rule_{i}").all():
+                loosened_rules.setdefault(rule.name)
         changes.append(
             OfferChange(
                 ctx,
@@ -148,4 +205,5 @@ def diff_policies(old: Policy, new: Policy, catalog: Catalog) -> PolicyDiff:
             )
         )
     limits, limits_loosened = _limits(old, new)
-    return PolicyDiff(changes, limits, any_loosened or limits_loosened)
+    named = [*loosened_rules, *limits_loosened]
+    return PolicyDiff(changes, limits, any_loosened or bool(limits_loosened), named)

@@ -1,0 +1,132 @@
+"""Policy files arrive in pull requests: the loader and the policy commands treat them as
+untrusted input. Real files on disk (links, a FIFO, /proc), because that is where the attacks
+are; each test names what the code before it did."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from skyplan.cli.main import cli
+from skyplan.dsl import Vocabulary, codes, load
+from skyplan.dsl.loader import MAX_BYTES
+
+SECRET = "SKYPLAN_TEST_SECRET_VALUE"
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+def only_error(path: Path) -> tuple[str, str, int | None]:
+    (error,) = load([path], Vocabulary()).errors
+    return error.code, error.message, error.span.line
+
+
+@pytest.mark.parametrize(
+    "target, why",
+    [
+        ("/proc/self/environ", "not absolute"),  # its content was printed in the syntax error
+        ("../outside.policy", "outside the policy root"),
+        ("sub/../../outside.policy", "outside the policy root"),
+        ("notes.txt", "only .policy files"),
+    ],
+)
+def test_an_import_is_a_relative_policy_file_inside_the_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str, why: str
+) -> None:
+    monkeypatch.setenv(SECRET, SECRET)
+    write(tmp_path / "outside.policy", 'deny "x" spot\n')
+    write(tmp_path / "root" / "notes.txt", "not a policy\n")
+    main = write(tmp_path / "root" / "main.policy", f'deny "y" spot\nimport "{target}"\n')
+    code, message, line = only_error(main)
+    assert (code, line) == (codes.IMPORT_OUTSIDE_ROOT, 2)
+    assert why in message
+    assert SECRET not in message
+
+
+def test_a_link_out_of_the_root_is_refused_but_one_inside_it_is_followed(tmp_path: Path) -> None:
+    write(tmp_path / "secret.policy", 'deny "x" spot\n')
+    write(tmp_path / "root" / "base.policy", 'deny "base" spot\n')
+    os.symlink(tmp_path / "secret.policy", tmp_path / "root" / "out.policy")
+    os.symlink(tmp_path / "root" / "base.policy", tmp_path / "root" / "in.policy")
+    out = write(tmp_path / "root" / "a.policy", 'import "out.policy"\n')
+    assert only_error(out)[0] == codes.IMPORT_OUTSIDE_ROOT  # was read and merged
+    inside = write(tmp_path / "root" / "b.policy", 'import "in.policy"\n')
+    loaded = load([inside], Vocabulary())
+    assert loaded.errors == [] and loaded.policy is not None
+    assert [r.name for r in loaded.policy.rules] == ["base"]
+
+
+def test_a_fifo_is_refused_at_once_instead_of_waited_on(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.policy")  # reading it hung for ever
+    main = write(tmp_path / "main.policy", 'import "pipe.policy"\n')
+    code, message, _ = only_error(main)
+    assert code == codes.IMPORT_OUTSIDE_ROOT
+    assert message.endswith("pipe.policy': not a regular file")
+
+
+def test_a_file_over_the_size_limit_is_refused_without_reading_it_all(tmp_path: Path) -> None:
+    big = write(tmp_path / "big.policy", "#" * (MAX_BYTES + 1))
+    code, message, _ = only_error(big)
+    assert code == codes.TOO_COMPLEX and "larger than 1 MiB" in message
+
+
+def test_bytes_that_are_not_utf8_are_a_located_error(tmp_path: Path) -> None:
+    # Was "cannot read ...: 'utf-8' codec can't decode byte 0xff in position 26" with no line.
+    bad = write(tmp_path / "bad.policy", b'policy "p" version 1\n# hi \xff there\n')
+    (error,) = load([bad], Vocabulary()).errors
+    assert (error.code, error.span.line, error.span.col) == (codes.SYNTAX, 2, 6)
+    assert error.message == "not UTF-8 text: byte 0xff cannot be read"
+
+
+def test_a_byte_order_mark_is_not_a_syntax_error(tmp_path: Path) -> None:
+    bom = write(tmp_path / "bom.policy", '\ufeffpolicy "p" version 1\ndeny "x" spot\n')
+    loaded = load([bom], Vocabulary())  # was SP100 "unexpected character '\ufeff'"
+    assert loaded.errors == [] and loaded.policy is not None
+
+
+def test_deep_nesting_is_a_located_error_not_a_crash(tmp_path: Path) -> None:
+    # 400 parentheses were a RecursionError (exit 70 from the CLI).
+    deep = write(tmp_path / "deep.policy", 'deny "x" ' + "(" * 400 + "spot" + ")" * 400 + "\n")
+    result = CliRunner().invoke(cli, ["policy", "check", str(deep)])
+    assert result.exit_code == 1, result.output
+    assert "deep.policy:1:" in result.output and "SP118 too-complex" in result.output
+    fine = write(tmp_path / "fine.policy", 'deny "x" ' + "(" * 60 + "spot" + ")" * 60 + "\n")
+    assert load([fine], Vocabulary()).errors == []
+
+
+def test_fmt_leaves_a_non_utf8_file_as_it_was(tmp_path: Path) -> None:
+    data = b'deny "x"   spot\n# \xff\n'
+    bad = write(tmp_path / "bad.policy", data)
+    result = CliRunner().invoke(cli, ["policy", "fmt", str(bad)])
+    assert result.exit_code == 1  # was exit 70
+    assert "not UTF-8" in result.output
+    assert bad.read_bytes() == data
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.policy"]
+
+
+def test_policy_test_finds_tests_by_parsing_and_fails_on_a_file_that_does_not_parse(
+    tmp_path: Path,
+) -> None:
+    # Files were chosen by the text `test `: `test"x"` was never run, and a broken file
+    # without that text was skipped, so the run passed.
+    write(
+        tmp_path / "tight.policy",
+        'deny "no spot" spot\ntest"spot is denied"{ given { use_spot: true } expect denied }\n',
+    )
+    result = CliRunner().invoke(cli, ["policy", "test", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "PASS" in result.output and "spot is denied" in result.output
+    write(tmp_path / "zz-broken.policy", 'deny "x" spot spot\n')
+    result = CliRunner().invoke(cli, ["policy", "test", str(tmp_path)])
+    assert result.exit_code != 0
+    assert "zz-broken.policy:1:" in result.output
