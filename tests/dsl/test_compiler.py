@@ -955,3 +955,21 @@ def test_warnings_do_not_stop_lowering() -> None:
     assert sorted(d.code for d in loaded.diagnostics) == ["SP201", "SP202"]
     assert loaded.policy is not None
     assert loaded.errors == []
+
+
+def test_lets_that_double_at_each_line_are_too_complex_and_reported_once() -> None:
+    # Inlining `let aN = a(N-1) and a(N-1)` 40 times never finished (2**40 nodes).
+    lines = ['let a0 = cloud == "aws"']
+    lines += [f"let a{i} = a{i - 1} and a{i - 1}" for i in range(1, 40)]
+    loaded = load_text("\n".join([*lines, 'require "r" a39']))
+    (error,) = loaded.errors
+    assert (error.code, error.span.line) == ("SP118", 14)
+    assert error.message.startswith("let 'a13' expands to 32,767 nodes")
+    assert loaded.policy is None
+
+
+def test_a_let_used_many_times_below_the_limit_compiles() -> None:
+    lines = ['let gpu = accelerator in {"A100", "H100"}']
+    lines += [f"let a{i} = gpu and gpus > {i}" for i in range(200)]
+    rules = [f'deny "r{i}" a{i}' for i in range(200)]
+    assert len(compiled("\n".join([*lines, *rules])).rules) == 200

@@ -382,6 +382,20 @@ def _span_of(e: ast.Expr) -> Span:
     return e.span
 
 
+def _children(e: ast.Expr) -> Sequence[ast.Expr]:
+    if isinstance(e, ast.And | ast.Or):
+        return e.args
+    if isinstance(e, ast.Not):
+        return (e.arg,)
+    if isinstance(e, ast.Compare):
+        return (e.left, e.right)
+    if isinstance(e, ast.In | ast.Match):
+        return (e.item,)
+    if isinstance(e, ast.Call):
+        return e.args
+    return ()
+
+
 def _mentions_candidate(e: ast.Expr, unit: Unit) -> bool:
     if isinstance(e, ast.Path):
         if e.parts[0] == "task" or _is_kind_word(e):
@@ -389,23 +403,58 @@ def _mentions_candidate(e: ast.Expr, unit: Unit) -> bool:
         if len(e.parts) == 1 and e.parts[0] in unit.lets:
             return unit.let_types.get(f"{e.parts[0]}:candidate") == "yes"
         return True
-    children: Sequence[ast.Expr] = ()
-    if isinstance(e, ast.And | ast.Or):
-        children = e.args
-    elif isinstance(e, ast.Not):
-        children = (e.arg,)
-    elif isinstance(e, ast.Compare):
-        children = (e.left, e.right)
-    elif isinstance(e, ast.In | ast.Match):
-        children = (e.item,)
-    elif isinstance(e, ast.Call):
-        children = e.args
-    return any(_mentions_candidate(c, unit) for c in children)
+    return any(_mentions_candidate(c, unit) for c in _children(e))
+
+
+#: The most nodes one condition may have once its lets are inlined. `let a2 = a1 and a1`,
+#: `let a3 = a2 and a2`, … doubles at each line: forty lines were a trillion nodes.
+MAX_EXPANDED = 20_000
+
+
+def _expanded(e: ast.Expr, sizes: dict[str, int]) -> int:
+    """Nodes of `e` with every let inlined; `sizes` holds each earlier let's."""
+    if isinstance(e, ast.Path) and len(e.parts) == 1 and e.parts[0] in sizes:
+        return sizes[e.parts[0]]
+    return 1 + sum(_expanded(c, sizes) for c in _children(e))
+
+
+def _uses(e: ast.Expr, lets: set[str]) -> bool:
+    if isinstance(e, ast.Path):
+        return len(e.parts) == 1 and e.parts[0] in lets
+    return any(_uses(c, lets) for c in _children(e))
+
+
+def _too_big(unit: Unit, e: ast.Expr, sizes: dict[str, int], what: str) -> int:
+    size = _expanded(e, sizes)
+    if size > MAX_EXPANDED:
+        unit.error(
+            e.span,
+            codes.TOO_COMPLEX,
+            f"{what} expands to {size:,} nodes once its lets are inlined "
+            f"(at most {MAX_EXPANDED:,})",
+            "share a condition by writing it once in a rule, not by doubling lets",
+        )
+    return size
 
 
 def check(unit: Unit) -> None:
     checker = Checker(unit)
+    sizes: dict[str, int] = {}
+    too_big: set[str] = set()
     for stmt in unit.tree.statements:
+        if isinstance(stmt, ast.Let):
+            if _uses(stmt.expr, too_big):
+                too_big.add(stmt.name)  # reported once, at the first let too big
+                sizes[stmt.name] = 1
+            else:
+                size = _too_big(unit, stmt.expr, sizes, f"let {stmt.name!r}")
+                if size > MAX_EXPANDED:
+                    too_big.add(stmt.name)
+                sizes[stmt.name] = 1 if size > MAX_EXPANDED else size
+        elif isinstance(stmt, ast.Rule | ast.Prefer | ast.Quota | ast.Budget):
+            parts = (stmt.when, getattr(stmt, "condition", None))
+            for part in (p for p in parts if p is not None and not _uses(p, too_big)):
+                _too_big(unit, part, sizes, f"rule {stmt.name!r}")
         if isinstance(stmt, ast.Let):
             unit.let_types[stmt.name] = checker.expr(stmt.expr)
             unit.let_types[f"{stmt.name}:candidate"] = (
