@@ -74,6 +74,7 @@ EXPORTED = {
     "plan",
     "plan_batch",
     "plan_pipeline",
+    "read_policy",
     "refresh_catalog",
     "request_context",
     "run_policy_tests",

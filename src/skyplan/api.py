@@ -196,6 +196,15 @@ def format_policy(text: str, name: str = "<policy>") -> str:
     return format_text(text, name)
 
 
+def read_policy(path: str | os.PathLike[str]) -> str:
+    """A policy file's text, read as the loader reads imports: a regular file (never waited
+    on), at most 1 MiB, UTF-8 (a leading byte-order mark is fine). Raises `PolicyError`
+    naming the file, and the line and column of a byte that is not UTF-8."""
+    from skyplan.dsl import read_policy as read
+
+    return read(os.fspath(path))
+
+
 def request_context(
     *,
     team: str | None = None,

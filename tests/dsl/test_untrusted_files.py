@@ -104,14 +104,19 @@ def test_deep_nesting_is_a_located_error_not_a_crash(tmp_path: Path) -> None:
     assert load([fine], Vocabulary()).errors == []
 
 
-def test_fmt_leaves_a_non_utf8_file_as_it_was(tmp_path: Path) -> None:
+def test_fmt_reads_as_the_loader_does_and_leaves_what_it_cannot_read_as_it_was(
+    tmp_path: Path,
+) -> None:
+    # A non-UTF-8 file was exit 70; a FIFO hung fmt for ever.
     data = b'deny "x"   spot\n# \xff\n'
     bad = write(tmp_path / "bad.policy", data)
-    result = CliRunner().invoke(cli, ["policy", "fmt", str(bad)])
-    assert result.exit_code == 1  # was exit 70
-    assert "not UTF-8" in result.output
+    os.mkfifo(tmp_path / "pipe.policy")
+    result = CliRunner().invoke(cli, ["policy", "fmt", str(bad), str(tmp_path / "pipe.policy")])
+    assert result.exit_code == 1
+    assert "bad.policy:2:3: error SP100 syntax-error: not UTF-8 text" in result.output
+    assert "pipe.policy': not a regular file" in result.output
     assert bad.read_bytes() == data
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.policy"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.policy", "pipe.policy"]
 
 
 def test_policy_test_finds_tests_by_parsing_and_fails_on_a_file_that_does_not_parse(

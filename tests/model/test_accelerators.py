@@ -38,14 +38,18 @@ def ordered(*options: Accelerator) -> AcceleratorChoice:
             any_of(acc("A100"), acc("T4")),
             id="mapping-of-several-is-any",
         ),
-        pytest.param(["A100:1", "T4:1"], ordered(acc("A100"), acc("T4")), id="list-is-ordered"),
+        pytest.param(
+            ["A100:1", "T4:1"], ordered(acc("A100"), acc("T4")), id="list-is-ordered"
+        ),
         pytest.param(
             ("H100:8", "A100:8"), ordered(acc("H100", 8), acc("A100", 8)), id="tuple-is-ordered"
         ),
         pytest.param(
             {"T4:1", "A100:1"}, any_of(acc("A100"), acc("T4")), id="set-is-any-sorted-by-name"
         ),
-        pytest.param(any_of(acc("L4")), any_of(acc("L4")), id="choice-passes-through"),
+        pytest.param(
+            any_of(acc("L4")), any_of(acc("L4")), id="choice-passes-through"
+        ),
     ],
 )
 def test_parse_accelerators(value: object, expected: AcceleratorChoice) -> None:

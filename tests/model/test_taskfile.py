@@ -200,106 +200,70 @@ def caret_snippet(text: str, line: int, col: int) -> str:
     [
         pytest.param(
             "name: x\nresources:\n  acelerators: A100\n",
-            3,
-            3,
-            "resources.acelerators",
+            3, 3, "resources.acelerators",
             ["unknown field 'acelerators'", "hint: did you mean 'accelerators'?"],
             id="misspelled-resources-key",
         ),
         pytest.param(
             "resources:\n  spot_recovery: failover\n",
-            2,
-            3,
-            "resources.spot_recovery",
+            2, 3, "resources.spot_recovery",
             ["unknown field 'spot_recovery'", "hint: did you mean 'job_recovery'?"],
             id="renamed-key-spot-recovery",
         ),
         pytest.param(
-            "nodes: 2\n",
-            1,
-            1,
-            "nodes",
-            ["hint: did you mean 'num_nodes'?"],
+            "nodes: 2\n", 1, 1, "nodes", ["hint: did you mean 'num_nodes'?"],
             id="renamed-key-nodes",
         ),
         pytest.param(
-            "resourcez:\n  cpus: 4\n",
-            1,
-            1,
-            "resourcez",
+            "resourcez:\n  cpus: 4\n", 1, 1, "resourcez",
             ["unknown field 'resourcez'", "hint: did you mean 'resources'?"],
             id="misspelled-top-level-key",
         ),
         pytest.param(
-            "run: x\nfrobnicate: 1\n",
-            2,
-            1,
-            "frobnicate",
+            "run: x\nfrobnicate: 1\n", 2, 1, "frobnicate",
             ["unknown field 'frobnicate'", "hint: expected one of: name, workdir, num_nodes"],
             id="unknown-top-level-key-lists-fields",
         ),
         pytest.param(
-            "service:\n  readines_probe: /\n",
-            2,
-            3,
-            "service.readines_probe",
+            "service:\n  readines_probe: /\n", 2, 3, "service.readines_probe",
             ["hint: did you mean 'readiness_probe'?"],
             id="misspelled-service-key",
         ),
         pytest.param(
             "service:\n  replica_policy:\n    min_replica: 1\n",
-            3,
-            5,
-            "service.replica_policy.min_replica",
+            3, 5, "service.replica_policy.min_replica",
             ["hint: did you mean 'min_replicas'?"],
             id="misspelled-replica-policy-key",
         ),
         pytest.param(
-            "resources:\n  accelerators: A100:0\n",
-            2,
-            3,
-            "resources.accelerators",
+            "resources:\n  accelerators: A100:0\n", 2, 3, "resources.accelerators",
             ["accelerator count must be greater than 0"],
             id="bad-accelerator-count",
         ),
         pytest.param(
-            "resources:\n  infra: awz\n",
-            2,
-            3,
-            "resources.infra",
+            "resources:\n  infra: awz\n", 2, 3, "resources.infra",
             ["unknown cloud 'awz'; did you mean 'aws'?"],
             id="cloud-typo-in-infra",
         ),
         pytest.param(
-            "num_nodes: zero\n",
-            1,
-            1,
-            "num_nodes",
-            ["(got 'zero')"],
+            "num_nodes: zero\n", 1, 1, "num_nodes", ["(got 'zero')"],
             id="type-error-shows-the-input",
         ),
         pytest.param(
             "resources:\n  accelerators: A100:8\n  any_of:\n    - use_spot: true\n"
             "    - accelerators: A100:1.5\n",
-            5,
-            7,
-            "resources.any_of[1].accelerators",
+            5, 7, "resources.any_of[1].accelerators",
             ["a fractional count is only allowed below 1"],
             id="error-inside-any-of-entry-points-at-that-entry",
         ),
         pytest.param(
             "resources:\n  ordered:\n    - infra: aws\n    - acelerators: T4\n",
-            4,
-            7,
-            "resources.ordered[1].acelerators",
+            4, 7, "resources.ordered[1].acelerators",
             ["hint: did you mean 'accelerators'?"],
             id="misspelled-key-inside-ordered-entry",
         ),
         pytest.param(
-            "resources:\n  infra: aws\n  cloud: gcp\n",
-            1,
-            1,
-            "resources",
+            "resources:\n  infra: aws\n  cloud: gcp\n", 1, 1, "resources",
             ["give either 'infra' or the older 'cloud'/'region'/'zone'"],
             id="block-level-conflict-points-at-the-block",
         ),
@@ -321,45 +285,26 @@ def test_invalid_field_is_located(
     ("text", "line", "col", "message"),
     [
         pytest.param(
-            "name: x\nresources:\n  accelerators: {A100: 8\nrun: echo\n",
-            4,
-            4,
-            "invalid YAML: expected ',' or '}'",
-            id="unclosed-bracket",
+            "name: x\nresources:\n  accelerators: {A100: 8\nrun: echo\n", 4, 4,
+            "invalid YAML: expected ',' or '}'", id="unclosed-bracket",
         ),
         pytest.param(
-            "name: x\n  run: echo\n",
-            2,
-            6,
-            "invalid YAML: mapping values are not allowed here",
+            "name: x\n  run: echo\n", 2, 6, "invalid YAML: mapping values are not allowed here",
             id="bad-indentation",
         ),
         pytest.param(
-            "name: x\nname: y\n",
-            2,
-            1,
-            "duplicate key 'name'",
-            id="duplicate-top-level-key",
+            "name: x\nname: y\n", 2, 1, "duplicate key 'name'", id="duplicate-top-level-key",
         ),
         pytest.param(
-            "resources:\n  cpus: 4\n  cpus: 8\n",
-            3,
-            3,
-            "duplicate key 'cpus'",
+            "resources:\n  cpus: 4\n  cpus: 8\n", 3, 3, "duplicate key 'cpus'",
             id="duplicate-nested-key",
         ),
         pytest.param(
-            "- run: a\n- run: b\n",
-            1,
-            1,
-            "a task must be a mapping of fields",
+            "- run: a\n- run: b\n", 1, 1, "a task must be a mapping of fields",
             id="list-instead-of-mapping",
         ),
         pytest.param(
-            "echo hello\n",
-            1,
-            1,
-            "a task must be a mapping of fields",
+            "echo hello\n", 1, 1, "a task must be a mapping of fields",
             id="scalar-instead-of-mapping",
         ),
     ],
@@ -451,16 +396,15 @@ def test_diagnostics_are_sorted_by_position() -> None:
     positions = [(d.span.line, d.span.col) for d in err.diagnostics]
     assert positions == [(1, 1), (2, 1), (4, 3), (5, 3)]
     assert [d.field for d in err.diagnostics] == [
-        "zzz",
-        "num_nodes",
-        "resources.cpus",
-        "resources.acelerators",
+        "zzz", "num_nodes", "resources.cpus", "resources.acelerators"
     ]
 
 
 def test_errors_in_several_documents_are_reported_together() -> None:
     err = error_of("name: p\n---\nnum_nodes: 0\n---\nnum_nodes: -1\n")
-    assert [(d.span.line, d.field) for d in err.diagnostics] == [(3, "num_nodes"), (5, "num_nodes")]
+    assert [(d.span.line, d.field) for d in err.diagnostics] == [
+        (3, "num_nodes"), (5, "num_nodes")
+    ]
 
 
 def test_task_error_is_an_input_error() -> None:
@@ -494,41 +438,10 @@ def test_golden_error(path: Path) -> None:
 # -- properties ---------------------------------------------------------------------------------
 
 YAML_PIECES = [
-    "name: x",
-    "resources:",
-    "  ",
-    "    ",
-    "accelerators: ",
-    "A100:8",
-    "{",
-    "}",
-    "[",
-    "]",
-    ", ",
-    "- ",
-    "\n",
-    ": ",
-    "any_of:",
-    "ordered:",
-    "service:",
-    "replicas: 2",
-    "---\n",
-    "\t",
-    "'",
-    '"',
-    "!!binary ",
-    "? ",
-    "|",
-    "#",
-    "1",
-    "null",
-    "true",
-    "infra: aws",
-    "num_nodes: ",
-    "-1",
-    "envs:",
-    "x: y",
-    "&a ",
+    "name: x", "resources:", "  ", "    ", "accelerators: ", "A100:8", "{", "}", "[", "]",
+    ", ", "- ", "\n", ": ", "any_of:", "ordered:", "service:", "replicas: 2", "---\n", "\t",
+    "'", '"', "!!binary ", "? ", "|", "#", "1", "null", "true", "infra: aws", "num_nodes: ",
+    "-1", "envs:", "x: y", "&a ",
 ]
 yaml_like = st.lists(st.sampled_from(YAML_PIECES), max_size=40).map("".join)
 

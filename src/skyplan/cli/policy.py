@@ -38,14 +38,7 @@ def fmt(files: tuple[Path, ...], check: bool) -> None:
     unformatted, broken = [], False
     for path in policy_files(files):
         try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            click.echo(f"{path}: not UTF-8 text (byte {exc.start}); left unchanged", err=True)
-            broken = True
-            continue
-        except OSError as exc:
-            raise click.UsageError(f"cannot read {path}: {exc}") from None
-        try:
+            text = skyplan.read_policy(path)
             formatted = skyplan.format_policy(text, str(path))
         except skyplan.PolicyError as exc:
             click.echo(str(exc), err=True)

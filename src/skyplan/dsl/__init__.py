@@ -12,8 +12,17 @@ May import model, errors, source and lark; never polars, the catalog or the solv
 
 from skyplan.dsl.compiler import Vocabulary
 from skyplan.dsl.formatter import format_text
-from skyplan.dsl.loader import Loaded, load
+from skyplan.dsl.loader import Loaded, load, read_policy
 from skyplan.dsl.parser import parse
 from skyplan.model.vocabulary import field, function
 
-__all__ = ["Loaded", "Vocabulary", "field", "format_text", "function", "load", "parse"]
+__all__ = [
+    "Loaded",
+    "Vocabulary",
+    "field",
+    "format_text",
+    "function",
+    "load",
+    "parse",
+    "read_policy",
+]

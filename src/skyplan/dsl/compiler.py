@@ -443,14 +443,12 @@ def check(unit: Unit) -> None:
     too_big: set[str] = set()
     for stmt in unit.tree.statements:
         if isinstance(stmt, ast.Let):
-            if _uses(stmt.expr, too_big):
-                too_big.add(stmt.name)  # reported once, at the first let too big
-                sizes[stmt.name] = 1
-            else:
-                size = _too_big(unit, stmt.expr, sizes, f"let {stmt.name!r}")
-                if size > MAX_EXPANDED:
-                    too_big.add(stmt.name)
-                sizes[stmt.name] = 1 if size > MAX_EXPANDED else size
+            # Reported once, at the first let too big: those built on it are too big as well.
+            inherited = _uses(stmt.expr, too_big)
+            size = 1 if inherited else _too_big(unit, stmt.expr, sizes, f"let {stmt.name!r}")
+            if inherited or size > MAX_EXPANDED:
+                too_big.add(stmt.name)
+            sizes[stmt.name] = min(size, MAX_EXPANDED)
         elif isinstance(stmt, ast.Rule | ast.Prefer | ast.Quota | ast.Budget):
             parts = (stmt.when, getattr(stmt, "condition", None))
             for part in (p for p in parts if p is not None and not _uses(p, too_big)):

@@ -55,6 +55,31 @@ def _read(path: Path) -> str:
     return data.decode("utf-8")
 
 
+def _text(path: Path, name: str, at: Span | None, read: Reader) -> str | Diagnostic:
+    """A policy file's text, or the diagnostic saying why it cannot be read (at the import
+    that named it, else at the file)."""
+    try:
+        return read(path)
+    except UnicodeDecodeError as exc:
+        return _undecodable(exc, Span(name))
+    except Refused as exc:
+        code, reason = exc.code, str(exc)
+    except FileNotFoundError:
+        code, reason = codes.IMPORT_NOT_FOUND, "file not found"
+    except OSError as exc:
+        code, reason = codes.IMPORT_NOT_FOUND, exc.strerror or type(exc).__name__
+    return diagnostic(at or Span(name), code, f"cannot read {name!r}: {reason}")
+
+
+def read_policy(path: str | Path) -> str:
+    """A policy file's text, read as imports are: a regular file of at most `MAX_BYTES`, in
+    UTF-8. Raises `PolicyError` with the located reason otherwise."""
+    text = _text(Path(path), str(path), None, _read)
+    if isinstance(text, Diagnostic):
+        raise PolicyError([text])
+    return text
+
+
 def _confined(written: str, target: Path, root: Path) -> str | None:
     """Why an import may not be read, or None when it may."""
     if Path(written).is_absolute():
@@ -120,19 +145,9 @@ class _Loader:
             return
         if key in self.result.units:
             return
-        try:
-            text = self.read(path)
-        except UnicodeDecodeError as exc:
-            self.result.diagnostics.append(_undecodable(exc, Span(name)))
-            return
-        except OSError as exc:
-            code = exc.code if isinstance(exc, Refused) else codes.IMPORT_NOT_FOUND
-            reason = "file not found" if isinstance(exc, FileNotFoundError) else str(exc)
-            if not isinstance(exc, Refused | FileNotFoundError):
-                reason = exc.strerror or type(exc).__name__
-            self.result.diagnostics.append(
-                diagnostic(at or Span(name), code, f"cannot read {name!r}: {reason}")
-            )
+        text = _text(path, name, at, self.read)
+        if isinstance(text, Diagnostic):
+            self.result.diagnostics.append(text)
             return
         self.result.sources[name] = Source(name, text)
         try:

@@ -40,8 +40,12 @@ class OfferChange:
 class PolicyDiff:
     changes: list[OfferChange]
     limits: list[str]
-    loosens_hard_rule: bool
-    loosened_rules: list[str] = field(default_factory=list)
+    #: The hard rules, quotas and budgets the change loosens, by name.
+    loosened_rules: list[str]
+
+    @property
+    def loosens_hard_rule(self) -> bool:
+        return bool(self.loosened_rules)
 
     @property
     def empty(self) -> bool:
@@ -175,35 +179,33 @@ def _limits(old: Policy, new: Policy) -> tuple[list[str], list[str]]:
 def diff_policies(old: Policy, new: Policy, catalog: Catalog) -> PolicyDiff:
     frame = candidates(catalog)
     changes = []
-    any_loosened = False
     loosened_rules: dict[str, None] = {}
     for ctx in contexts_of(old, new):
-        old_hard = _enforced(old, ctx, hard_only=True)
+        # Each of the old policy's hard rules once, as a column: their conjunction is what
+        # the old hard rules allow, and a row one of them fails names the rule loosened.
+        hard = {f"_rule_{i}": r for i, r in enumerate(_enforced(old, ctx, hard_only=True))}
         flags = frame.with_columns(
             allowed(old, ctx).alias("_old"),
             allowed(new, ctx).alias("_new"),
-            allowed(old, ctx, hard_only=True).alias("_old_hard"),
             allowed(new, ctx, hard_only=True).alias("_new_hard"),
-            *(_passes(rule, ctx).alias(f"_rule_{i}") for i, rule in enumerate(old_hard)),
+            *(_passes(rule, ctx).alias(column) for column, rule in hard.items()),
         )
+        old_allows = pl.all_horizontal(list(hard)) if hard else pl.lit(True)
         newly_allowed = flags.filter(pl.col("_new") & ~pl.col("_old")).sort(COST)
         newly_denied = flags.filter(pl.col("_old") & ~pl.col("_new")).sort(COST)
-        escaped = flags.filter(pl.col("_new_hard") & ~pl.col("_old_hard"))
-        loosened = escaped.height
-        any_loosened |= loosened > 0
-        for i, rule in enumerate(old_hard):
-            if loosened and not escaped.get_column(f"_rule_{i}").all():
+        escaped = flags.filter(pl.col("_new_hard") & ~old_allows)
+        for column, rule in hard.items():
+            if not escaped.get_column(column).all():
                 loosened_rules.setdefault(rule.name)
         changes.append(
             OfferChange(
                 ctx,
                 newly_allowed.height,
                 newly_denied.height,
-                loosened,
+                escaped.height,
                 _describe(newly_allowed),
                 _describe(newly_denied),
             )
         )
     limits, limits_loosened = _limits(old, new)
-    named = [*loosened_rules, *limits_loosened]
-    return PolicyDiff(changes, limits, any_loosened or bool(limits_loosened), named)
+    return PolicyDiff(changes, limits, [*loosened_rules, *limits_loosened])
