@@ -4,6 +4,7 @@ are; each test names what the code before it did."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from click.testing import CliRunner
 
 from skyplan.cli.main import cli
 from skyplan.dsl import Vocabulary, codes, load
-from skyplan.dsl.loader import MAX_BYTES
+from skyplan.dsl.loader import MAX_BYTES, MAX_RULES
 
 SECRET = "SKYPLAN_TEST_SECRET_VALUE"
 
@@ -135,3 +136,45 @@ def test_policy_test_finds_tests_by_parsing_and_fails_on_a_file_that_does_not_pa
     result = CliRunner().invoke(cli, ["policy", "test", str(tmp_path)])
     assert result.exit_code != 0
     assert "zz-broken.policy:1:" in result.output
+
+
+def test_a_very_long_pattern_is_a_located_error_not_a_regex_failure(tmp_path: Path) -> None:
+    # 90,000 characters after `~` checked clean, then `plan` failed inside Polars' regex
+    # compiler with the whole expression printed.
+    long = write(tmp_path / "long.policy", 'require "r" region ~ "' + "*a?" * 30_000 + '*b"\n')
+    code, message, line = only_error(long)
+    assert (code, line) == (codes.TOO_COMPLEX, 1)
+    assert message.startswith("a pattern of 90,002 characters (at most 256)")
+    fine = write(tmp_path / "fine.policy", 'require "r" region ~ "' + "*a" * 100 + '*"\n')
+    assert load([fine], Vocabulary()).errors == []
+
+
+def test_more_rules_than_the_limit_is_one_error_at_the_first_rule_past_it(tmp_path: Path) -> None:
+    # There was no limit; the count is over the files a policy imports, too.
+    write(tmp_path / "half.policy", "".join(f'deny "a{i}" spot\n' for i in range(MAX_RULES // 2)))
+    rest = MAX_RULES - MAX_RULES // 2
+    main = write(
+        tmp_path / "main.policy",
+        'import "half.policy"\n' + "".join(f'deny "b{i}" spot\n' for i in range(rest + 2)),
+    )
+    code, message, line = only_error(main)
+    assert (code, line) == (codes.TOO_COMPLEX, rest + 2)
+    assert message.startswith("more than 10,000 rules")
+
+
+def test_a_request_pattern_built_to_backtrack_plans_at_once(tmp_path: Path) -> None:
+    # `when task.name ~ "*a*a…*b"` on a long name never finished planning: the row-by-row
+    # evaluator used a backtracking regex.
+    pattern = "*a" * 30 + "*b"
+    policy = write(
+        tmp_path / "p.policy", f'require "gcp" when task.name ~ "{pattern}": cloud == "gcp"\n'
+    )
+
+    def cloud(name: str) -> str:
+        task = write(tmp_path / "task.yaml", f"name: {name}\nresources:\n  accelerators: A100:8\n")
+        result = CliRunner().invoke(cli, ["plan", str(task), "--policy", str(policy), "--json"])
+        assert result.exit_code == 0, result.output
+        return str(json.loads(result.output)["placements"][0]["cloud"])
+
+    assert cloud("a" * 40) != "gcp"  # the rule does not apply: the cheapest offer
+    assert cloud("a" * 40 + "b") == "gcp"

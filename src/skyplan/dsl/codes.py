@@ -48,7 +48,7 @@ UNKNOWN_TEST_KEY = "SP114"
 UNKNOWN_RULE = "SP115"
 INVALID_VALUE = "SP116"
 IMPORT_OUTSIDE_ROOT = "SP117"  # absolute, `..` past the root, a link out of it, not a regular file
-TOO_COMPLEX = "SP118"  # a resource limit: file size, nesting depth, `let` expansion
+TOO_COMPLEX = "SP118"  # a limit: file size, nesting, `let` expansion, rule count, pattern length
 UNKNOWN_REGION = "SP201"
 UNUSED_LET = "SP202"
 

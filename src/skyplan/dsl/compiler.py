@@ -300,6 +300,14 @@ class Checker:
                 )
             for pattern in e.patterns:
                 self._value(e.item, pattern.value, pattern.span)
+                if len(pattern.value) > MAX_GLOB:
+                    self.unit.error(
+                        pattern.span,
+                        codes.TOO_COMPLEX,
+                        f"a pattern of {len(pattern.value):,} characters "
+                        f"(at most {MAX_GLOB}): no catalog name is that long",
+                        'match a list of shorter patterns: region ~ ["eu-*", "europe-*"]',
+                    )
             return "bool"
         if isinstance(e, ast.Call):
             return self.call(e, request_only)
@@ -405,6 +413,10 @@ def _mentions_candidate(e: ast.Expr, unit: Unit) -> bool:
         return True
     return any(_mentions_candidate(c, unit) for c in _children(e))
 
+
+#: The longest glob after `~`. Region, zone and instance names are a few dozen characters; a
+#: pattern of thousands is an attack on the matcher, and Polars' regex refuses very long ones.
+MAX_GLOB = 256
 
 #: The most nodes one condition may have once its lets are inlined. `let a2 = a1 and a1`,
 #: `let a3 = a2 and a2`, … doubles at each line: forty lines were a trillion nodes.

@@ -153,15 +153,16 @@ def evaluate(
         before, filters = frame.height, filters[1:]
     offset = len(steps)
     active = [(f, e) for f in filters if (e := f.expr(req)) is not None]
-    counts = (
-        frame.select(
-            pl.all_horizontal([e for _, e in active[: i + 1]]).sum().alias(str(i))
-            for i in range(len(active))
-        ).row(0)
-        if active
-        else ()
-    )
-    for (f, _), after in zip(active, counts, strict=True):
+    # Each filter's mask once (one pass, in parallel), then their running conjunction: k
+    # filters cost k masks and k ands, not the k(k+1)/2 of re-evaluating every prefix.
+    masks = frame.select(e.alias(str(i)) for i, (_, e) in enumerate(active)) if active else None
+    kept: pl.Series | None = None
+    remaining = frame  # what was left before the first filter that left nothing
+    for (f, _), mask in zip(active, masks.iter_columns() if masks is not None else (), strict=True):
+        previous, kept = kept, mask if kept is None else kept & mask
+        after = int(kept.sum())
+        if after == 0 and before > 0 and previous is not None:
+            remaining = frame.filter(previous)
         steps.append(
             FilterStep(
                 name=f.name,
@@ -172,18 +173,17 @@ def evaluate(
             )
         )
         before = after
-    offers = frame.filter(pl.all_horizontal([e for _, e in active])) if active else frame
+    offers = frame.filter(kept) if kept is not None else frame
     rejection = None
     if offers.height == 0:
         index = next(i for i, s in enumerate(steps) if s.after == 0)
         step = steps[index]
-        if index < offset:
-            remaining = full
-        else:
-            previous = [e for _, e in active[: index - offset]]
-            remaining = frame.filter(pl.all_horizontal(previous)) if previous else frame
         rejection = Rejection(
-            step.requirement, step.removed, 0, would_fit(step.name, req, remaining), step.rule
+            step.requirement,
+            step.removed,
+            0,
+            would_fit(step.name, req, full if index < offset else remaining),
+            step.rule,
         )
     return Evaluation(canonical, tuple(steps), offers, rejection)
 

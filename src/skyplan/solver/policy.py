@@ -8,7 +8,6 @@ same semantics (a missing value makes a comparison false); `when` clauses use it
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import polars as pl
 
 from skyplan.catalog import schema as c
-from skyplan.catalog.expr import glob_match, glob_regex
+from skyplan.catalog.expr import glob_match, glob_matches
 from skyplan.errors import InputError, did_you_mean
 from skyplan.model import policy as m
 from skyplan.model import vocabulary as v
@@ -26,28 +25,29 @@ COST = "cost"
 SPOT = "_spot"
 
 
+_FIELDS: dict[str, Callable[[int], pl.Expr]] = {
+    "cloud": lambda n: pl.col(c.CLOUD),
+    "region": lambda n: pl.col(c.REGION),
+    "zone": lambda n: pl.col(c.ZONE),
+    "instance_type": lambda n: pl.col(c.INSTANCE_TYPE),
+    "accelerator": lambda n: pl.col(c.ACCELERATOR),
+    "count": lambda n: pl.col(c.ACCELERATOR_COUNT).fill_null(0.0),
+    "gpus": lambda n: pl.col(c.ACCELERATOR_COUNT).fill_null(0.0) * n,
+    "gpu_memory": lambda n: pl.col(c.ACCELERATOR_MEMORY),
+    "vcpus": lambda n: pl.col(c.VCPUS),
+    "memory": lambda n: pl.col(c.MEMORY_GIB),
+    "price": lambda n: pl.col(COST),
+    "hourly_cost": lambda n: pl.col(COST),
+    "spot": lambda n: pl.col(SPOT),
+    "arch": lambda n: pl.col(c.ARCH),
+    "capacity": lambda n: pl.col(c.CAPACITY),
+}
+
+
 def field_expr(name: str, num_nodes: int) -> pl.Expr:
     """The candidate field `name` over the frame the planner evaluates (it has `cost`, `_spot`)."""
-    count = pl.col(c.ACCELERATOR_COUNT).fill_null(0.0)
-    table: dict[str, pl.Expr] = {
-        "cloud": pl.col(c.CLOUD),
-        "region": pl.col(c.REGION),
-        "zone": pl.col(c.ZONE),
-        "instance_type": pl.col(c.INSTANCE_TYPE),
-        "accelerator": pl.col(c.ACCELERATOR),
-        "count": count,
-        "gpus": count * num_nodes,
-        "gpu_memory": pl.col(c.ACCELERATOR_MEMORY),
-        "vcpus": pl.col(c.VCPUS),
-        "memory": pl.col(c.MEMORY_GIB),
-        "price": pl.col(COST),
-        "hourly_cost": pl.col(COST),
-        "spot": pl.col(SPOT),
-        "arch": pl.col(c.ARCH),
-        "capacity": pl.col(c.CAPACITY),
-    }
-    if name in table:
-        return table[name]
+    if name in _FIELDS:
+        return _FIELDS[name](num_nodes)
     return v.CUSTOM_FIELDS.get(name).impl()  # type: ignore[no-any-return]
 
 
@@ -151,10 +151,6 @@ def _row_value(name: str, row: Mapping[str, Any] | None, ctx: m.RequestContext) 
     return row.get(_ROW_FIELDS[name])
 
 
-def _glob(pattern: str) -> re.Pattern[str]:
-    return re.compile(glob_regex(pattern), re.DOTALL)
-
-
 def evaluate_row(expr: m.Expr, row: Mapping[str, Any] | None, ctx: m.RequestContext) -> Any:
     """Evaluate `expr` for one candidate row (None for request-only expressions)."""
     if isinstance(expr, m.Literal_):
@@ -186,7 +182,7 @@ def evaluate_row(expr: m.Expr, row: Mapping[str, Any] | None, ctx: m.RequestCont
         item = evaluate_row(expr.item, row, ctx)
         if item is None:
             return None
-        return any(_glob(p).search(str(item)) for p in expr.patterns)
+        return any(glob_matches(str(item), p) for p in expr.patterns)
     if isinstance(expr, m.BoolOp):
         values = [bool(evaluate_row(a, row, ctx)) for a in expr.args]
         return all(values) if expr.op == "and" else any(values)
@@ -336,12 +332,16 @@ def stage(
             used = usage.get(f"{limit.name}/{group_key(limit.per, ctx)}", 0.0)
             bound = QuotaFilter(limit, ctx, used)
             (advisory_limits if limit.level == m.Level.ADVISORY else limits).append(bound)
-    preferences = tuple(p for p in policy.preferences if applies(p.when, ctx))
-    inactive.extend(p.name for p in policy.preferences if p not in preferences)
+    preferences: list[m.Preference] = []
+    for pref in policy.preferences:
+        if applies(pref.when, ctx):
+            preferences.append(pref)
+        else:
+            inactive.append(pref.name)
     return PolicyStage(
         tuple(rules),
         tuple(limits),
-        preferences,
+        tuple(preferences),
         tuple(advisory),
         tuple(advisory_limits),
         tuple(overridden),
