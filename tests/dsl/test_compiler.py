@@ -447,6 +447,17 @@ DIAGNOSTICS = [
     ),
     pytest.param(
         Case(
+            # An editor shows U+2028 as a line break; the parser read the rule as comment.
+            main('# note\u2028deny "hidden" spot'),
+            "SP119",
+            ("main.policy", 1, 7),
+            "invisible character U+2028 (line separator)",
+            "a reviewer cannot see it; delete it, or write it as a \\u escape in a string",
+        ),
+        id="SP119-line-separator-in-a-comment",
+    ),
+    pytest.param(
+        Case(
             main('deny "x" region == "eu-wset-1"'),
             "SP201",
             ("main.policy", 1, 20),

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 import skyplan
 from skyplan.cli import render
@@ -40,10 +40,10 @@ def _session(*, trust: bool = False, catalog: Any = None, quiet: bool = False) -
 
     def say(message: str) -> None:
         if chatty:
-            err.print(f"[dim]{message}[/dim]")
+            err.print(message, style="dim")
 
     def sink(line: str) -> None:
-        click.echo(line)
+        click.echo(line)  # the job's own output, as it printed it
 
     return skyplan.Session(catalog=catalog, trust_new_host_keys=trust, say=say, sink=sink)
 
@@ -93,7 +93,7 @@ def _follow(session: Any, cluster: str, job: Any) -> None:
         f"job {job.job_id} on {cluster}", f"skyplan logs {cluster} {job.job_id}"
     ):
         final = session.logs(cluster, job.job_id, follow=True)
-    click.echo(f"job {final.job_id} {final.status.value}: {final.message}", err=True)
+    render.echo(f"job {final.job_id} {final.status.value}: {final.message}", err=True)
     if final.status in (skyplan.JobStatus.FAILED, skyplan.JobStatus.LOST):
         sys.exit(1)
 
@@ -177,9 +177,9 @@ def launch(
                 }
             )
             return
-        click.echo(f"cluster {result.cluster} is up", err=True)
+        render.echo(f"cluster {result.cluster} is up", err=True)
         if result.job is not None:
-            click.echo(f"job {result.job.job_id} submitted", err=True)
+            render.echo(f"job {result.job.job_id} submitted", err=True)
             if not detach_run:
                 _follow(session, result.cluster, result.job)
 
@@ -208,7 +208,7 @@ def exec_(
         if as_json:
             render.emit_json(_job_json(job))
             return
-        click.echo(f"job {job.job_id} submitted to {cluster}", err=True)
+        render.echo(f"job {job.job_id} submitted to {cluster}", err=True)
         if not detach_run:
             _follow(session, cluster, job)
 
@@ -262,7 +262,7 @@ def status(clusters: tuple[str, ...], refresh: bool, orphans: bool, as_json: boo
         table.add_row(
             r.name,
             where,
-            escape(_resources(r)),
+            _resources(r),
             state,
             _autostop(r),
             str(v.active_jobs),
@@ -303,7 +303,7 @@ def queue(cluster: str, all_jobs: bool, as_json: bool) -> None:
             _duration(j),
             j.status.value,
             ",".join(str(r) for r in j.ranks) or "-",
-            escape(f"{d.num_nodes}x [cpus={d.cpus:g}{acc}]"),
+            f"{d.num_nodes}x [cpus={d.cpus:g}{acc}]",
         )
     render.console().print(table if jobs else f"no {'jobs' if all_jobs else 'active jobs'}")
 
@@ -337,7 +337,7 @@ def cancel(cluster: str, job_ids: tuple[int, ...], all_jobs: bool, yes: bool) ->
     _confirm(yes, f"cancel {'all active jobs' if all_jobs else 'these jobs'} on {cluster}?")
     with _session() as session:
         done = session.cancel(cluster, None if all_jobs else list(job_ids))
-    click.echo(f"cancelled {len(done)} job(s): {', '.join(str(j.job_id) for j in done) or '-'}")
+    render.echo(f"cancelled {len(done)} job(s): {', '.join(str(j.job_id) for j in done) or '-'}")
 
 
 def _each(
@@ -362,18 +362,18 @@ def _each(
             names = tuple(r.name for r in found if r.name not in owned)
             left = sorted(r.name for r in found if r.name in owned)
             if left:
-                click.echo(
+                render.echo(
                     f"leaving {', '.join(left)} to the managed-job controller "
                     "(`skyplan jobs cancel` ends their jobs)",
                     err=True,
                 )
             if not names:
-                click.echo(f"no cluster to {verb}", err=True)
+                render.echo(f"no cluster to {verb}", err=True)
                 return
         _confirm(yes, f"{verb} {', '.join(names)}?")
         for name in names:
             action(session, name)
-            click.echo(f"{name}: {verb} done")
+            render.echo(f"{name}: {verb} done")
 
 
 all_clusters_option = click.option(
@@ -435,7 +435,7 @@ def autostop(cluster: str, idle_minutes: int | None, down: bool, cancel: bool) -
     with _session() as session:
         session.autostop(cluster, None if cancel else idle_minutes, down=down)
     what = "off" if cancel else f"after {idle_minutes} idle minute(s), {'down' if down else 'stop'}"
-    click.echo(f"{cluster}: autostop {what}")
+    render.echo(f"{cluster}: autostop {what}")
 
 
 @click.command()
@@ -450,8 +450,8 @@ def check(trust_new_host_keys: bool, as_json: bool) -> None:
         return
     out = render.console()
     for c in checks:
-        mark = "[green]ok[/green]" if c.ok else "[red]no[/red]"
-        out.print(f"{c.backend:<12} {mark}  {c.reason}")
+        mark = Text("ok", style="green") if c.ok else Text("no", style="red")
+        out.print(f"{c.backend:<12} ", mark, f"  {c.reason}", sep="")
         for line in c.detail:
             out.print(f"{'':<16}{line}")
 
@@ -471,7 +471,7 @@ def events(cluster: str | None, limit: int, as_json: bool) -> None:
         move = f"{e.old or '-'} -> {e.new}" if e.new else ""
         job = f" job {e.job_id}" if e.job_id else ""
         stamp = e.at.isoformat(timespec="seconds")
-        click.echo(f"{stamp} {e.cluster or '-'}{job} {e.kind} {move} {e.reason}".rstrip())
+        render.echo(f"{stamp} {e.cluster or '-'}{job} {e.kind} {move} {e.reason}".rstrip())
 
 
 COMMANDS = (launch, exec_, status, queue, logs, cancel, stop, start, down, autostop, check, events)

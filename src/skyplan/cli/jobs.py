@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.markup import escape
 from rich.table import Table
 
 import skyplan
@@ -113,11 +112,11 @@ def launch(
         if as_json:
             render.emit_json(session.jobs.view(job_id).to_json())
             return
-        click.echo(f"managed job {job_id} submitted", err=True)
+        render.echo(f"managed job {job_id} submitted", err=True)
         if detach_run:
             return
         final = _follow(session, job_id)
-    click.echo(f"managed job {final.job_id} {final.status.value}: {final.message}", err=True)
+    render.echo(f"managed job {final.job_id} {final.status.value}: {final.message}", err=True)
     _exit_for(final)
 
 
@@ -130,16 +129,16 @@ def _launched_group(
         render.emit_json([session.jobs.view(m.job_id).to_json() for m in members])
         return
     names = ", ".join(f"{m.job_id} ({m.name})" for m in members)
-    click.echo(f"managed job group {group_id} submitted: jobs {names}", err=True)
+    render.echo(f"managed job group {group_id} submitted: jobs {names}", err=True)
     if detach:
         return
-    click.echo(
+    render.echo(
         f"waiting for its {len(members)} jobs (`skyplan jobs logs ID` follows one)", err=True
     )
     with detach_on_interrupt(f"managed job group {group_id}", "skyplan jobs queue"):
         finals = [session.jobs.wait(m.job_id) for m in members]
     for final in finals:
-        click.echo(f"managed job {final.job_id} {final.status.value}: {final.message}", err=True)
+        render.echo(f"managed job {final.job_id} {final.status.value}: {final.message}", err=True)
     if any(f.status.failed for f in finals):
         sys.exit(1)
 
@@ -178,7 +177,7 @@ def queue(all_jobs: bool, limit: int | None, as_json: bool) -> None:
         j = v.job
         table.add_row(
             str(j.job_id),
-            escape(j.name or "-"),
+            j.name or "-",
             _ago(j.submitted_at),
             j.status.value,
             str(j.recoveries),
@@ -186,13 +185,13 @@ def queue(all_jobs: bool, limit: int | None, as_json: bool) -> None:
             _hours(v.spot_seconds),
             _hours(v.ondemand_seconds),
             f"{v.cost:.2f}",
-            escape(v.placement),
+            v.placement,
         )
     out = render.console()
     out.print(table if views else f"no {'managed jobs' if all_jobs else 'active managed jobs'}")
     for v in views:
         if v.job.status.failed and v.job.message:
-            out.print(f"{v.job.job_id}: {escape(v.job.message)}")
+            out.print(f"{v.job.job_id}: {v.job.message}")
 
 
 @jobs_group.command(name="logs")
@@ -209,7 +208,7 @@ def logs(job: str, follow: bool, controller: bool) -> None:
         else:
             final = session.jobs.logs(job, follow=False)
     if final.status.done:
-        click.echo(f"managed job {final.job_id} {final.status.value}: {final.message}", err=True)
+        render.echo(f"managed job {final.job_id} {final.status.value}: {final.message}", err=True)
     _exit_for(final)
 
 
@@ -226,4 +225,4 @@ def cancel(jobs: tuple[str, ...], name: str | None, all_jobs: bool, yes: bool) -
     with _session() as session:
         done = session.jobs.cancel(list(jobs), name=name, all_jobs=all_jobs)
     ids = ", ".join(str(j.job_id) for j in done) or "-"
-    click.echo(f"cancelling {len(done)} managed job(s): {ids}")
+    render.echo(f"cancelling {len(done)} managed job(s): {ids}")

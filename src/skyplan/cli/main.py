@@ -40,14 +40,14 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except skyplan.SkyplanError as exc:
-            click.echo(f"error: {exc}", err=True)
+            render.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except Exception as exc:
             if os.environ.get("SKYPLAN_DEBUG"):
                 raise
-            click.echo(
+            render.echo(
                 f"internal error: {type(exc).__name__}: {exc}\n"
                 "(this is a bug in skyplan; rerun with SKYPLAN_DEBUG=1 for the traceback)",
                 err=True,
@@ -232,12 +232,12 @@ def catalog_refresh(
 
     def progress(message: str) -> None:
         if not quiet:
-            err.print(f"[dim]{message}[/dim]")
+            err.print(message, style="dim")
 
     rows = skyplan.refresh_catalog(
         cloud, target, endpoint=endpoint, regions=regions, progress=progress
     )
-    click.echo(f"wrote {rows:,} offers to {target}")
+    render.echo(f"wrote {rows:,} offers to {target}")
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 import skyplan
+from skyplan.cli import render
 
 catalog_option = click.option(
     "--catalog",
@@ -106,7 +107,7 @@ def detach_on_interrupt(what: str, again: str) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
-        click.echo(f"\ndetached: {what} keeps running (`{again}` follows it again)", err=True)
+        render.echo(f"\ndetached: {what} keeps running (`{again}` follows it again)", err=True)
         sys.exit(0)
 
 

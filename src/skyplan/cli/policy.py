@@ -41,7 +41,7 @@ def fmt(files: tuple[Path, ...], check: bool) -> None:
             text = skyplan.read_policy(path)
             formatted = skyplan.format_policy(text, str(path))
         except skyplan.PolicyError as exc:
-            click.echo(str(exc), err=True)
+            render.echo(str(exc), err=True)
             broken = True
             continue
         if formatted != text:
@@ -51,7 +51,7 @@ def fmt(files: tuple[Path, ...], check: bool) -> None:
                 tmp.write_text(formatted, encoding="utf-8")
                 tmp.replace(path)
     for path in unformatted:
-        click.echo(f"{'would reformat' if check else 'reformatted'} {path}")
+        render.echo(f"{'would reformat' if check else 'reformatted'} {path}")
     if broken or (check and unformatted):
         sys.exit(1)
 
@@ -88,11 +88,11 @@ def check(files: tuple[Path, ...], catalog_path: Path | None, as_json: bool) -> 
     if as_json:
         render.emit_json({"diagnostics": [_diagnostic_json(d) for d in shown]})
     elif report is not None:
-        click.echo(str(report), err=True)
+        render.echo(str(report), err=True)
     errors = sum(1 for d in diagnostics if d.severity == "error")
     if not as_json:
         warnings = len(diagnostics) - errors
-        click.echo(
+        render.echo(
             f"{len(policy_files(files))} file(s) checked: {errors} error(s), {warnings} warning(s)",
             err=True,
         )
@@ -143,16 +143,16 @@ def test(paths: tuple[Path, ...], catalog_path: Path | None, as_json: bool) -> N
         for name, report in reports:
             for t in report.results:
                 mark = "PASS" if t.passed else "FAIL"
-                click.echo(f"{mark} {name}:{t.line} {t.name}")
+                render.echo(f"{mark} {name}:{t.line} {t.name}")
                 for failure in t.failures:
-                    click.echo(f"     {failure}")
+                    render.echo(f"     {failure}")
             uncovered = [r for r in report.rules if r not in report.covered]
             covered = f"{len(report.covered)}/{len(report.rules)}"
             line = f"     coverage {covered} rules ({report.coverage:.0%})"
             if uncovered:
                 line += "; not exercised: " + ", ".join(repr(r) for r in uncovered)
-            click.echo(line)
-        click.echo(f"{passed} passed, {failed} failed")
+            render.echo(line)
+        render.echo(f"{passed} passed, {failed} failed")
     if failed:
         sys.exit(1)
 
@@ -256,25 +256,25 @@ def diff(old: Path, new: Path, catalog_path: Path | None, as_json: bool) -> None
                 if v and not (k == "kind" and v == "task")
             )
             who += "".join(f", labels.{k}={v}" for k, v in sorted(ctx.labels.items()))
-            click.echo(
+            render.echo(
                 f"context {who.strip(', ') or '(any request)'}: "
                 f"+{ch.allowed:,} allowed, -{ch.denied:,} denied"
             )
             for s in ch.samples_allowed:
-                click.echo(f"  + {s}")
+                render.echo(f"  + {s}")
             for s in ch.samples_denied:
-                click.echo(f"  - {s}")
+                render.echo(f"  - {s}")
             if ch.loosened:
-                click.echo(
+                render.echo(
                     f"  ! {ch.loosened:,} offer(s) a hard rule denied are no longer denied by one"
                 )
         for line in result.limits:
-            click.echo(f"limit {line}")
+            render.echo(f"limit {line}")
         if result.empty:
-            click.echo("no semantic change")
+            render.echo("no semantic change")
     if result.loosens_hard_rule:
         named = ", ".join(repr(n) for n in result.loosened_rules)
-        click.echo(
+        render.echo(
             f"error: the change loosens a hard rule{': ' + named if named else ''}", err=True
         )
         sys.exit(1)

@@ -1,25 +1,64 @@
 """Rendering plans and catalogs for people: rich tables on a terminal, plain text when piped.
 
-The CLI's only place that formats output; the library never prints.
+The CLI's only place that formats output; the library never prints. Text from users (task,
+cluster and rule names, policy source in diagnostics) is shown as written: never read as rich
+markup (`train[v2]` stays `train[v2]`), and a control character — the start of a terminal
+escape sequence that could retitle the window or clear the screen — is shown as `\\x1b`. What
+jobs print is theirs and is passed through (`logs`, `launch` following a job).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from typing import Any
 
+import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 import skyplan
+
+#: C0 controls but tab and newline, DEL, C1 controls (U+0080-U+009F: 0x9b is a CSI too), and
+#: the characters that reorder or hide what is shown: zero-width ones, the line and paragraph
+#: separators, bidirectional embeddings, overrides and isolates, and a stray BOM.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+
+
+def safe(text: str) -> str:
+    """`text` with every character a terminal acts on, or that hides or reorders text, written
+    out as an escape (`\\x1b`, `\\u202e`)."""
+    return _CONTROL.sub(_escaped, text)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+class _Console(Console):
+    """A console whose every string, table cell and title included, goes through `safe`."""
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        return super().render_str(safe(text), **kwargs)
 
 
 def console(stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
-    return Console(
-        file=stream, highlight=False, soft_wrap=False, width=None if stream.isatty() else 200
+    return _Console(
+        file=stream,
+        highlight=False,
+        markup=False,
+        soft_wrap=False,
+        width=None if stream.isatty() else 200,
     )
+
+
+def echo(message: str, err: bool = False) -> None:
+    """One line of skyplan's own output (which may quote user text), through `safe`."""
+    click.echo(safe(message), err=err)
 
 
 def emit_json(data: Any) -> None:

@@ -26,6 +26,7 @@ CODES: dict[str, str] = {
     "SP116": "invalid-value",
     "SP117": "import-outside-root",
     "SP118": "too-complex",
+    "SP119": "invisible-character",
     "SP201": "unknown-region",
     "SP202": "unused-let",
 }
@@ -48,6 +49,7 @@ UNKNOWN_TEST_KEY = "SP114"
 UNKNOWN_RULE = "SP115"
 INVALID_VALUE = "SP116"
 IMPORT_OUTSIDE_ROOT = "SP117"  # absolute, `..` past the root, a link out of it, not a regular file
+INVISIBLE = "SP119"  # a control, format (zero-width, bidi) or line-separator character
 TOO_COMPLEX = "SP118"  # a limit: file size, nesting, `let` expansion, rule count, pattern length
 UNKNOWN_REGION = "SP201"
 UNUSED_LET = "SP202"

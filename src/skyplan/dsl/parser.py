@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import unicodedata
 from functools import cache
 from importlib import resources
 from typing import Any, TypeVar
@@ -462,12 +464,49 @@ def _too_deep(tree: Tree[Token], name: str) -> Diagnostic | None:
     return None
 
 
+#: Candidates for `_invisible`: ASCII controls but tab, newline and carriage return, and every
+#: character outside ASCII (most are fine; `unicodedata` decides).
+_SUSPECT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|[^\x00-\x7f]")
+
+#: Unicode categories a reviewer cannot see: controls (Cc), format characters (Cf: zero-width
+#: space and joiners, bidirectional overrides that reorder what is shown, "Trojan Source"), and
+#: the line and paragraph separators (Zl, Zp) an editor shows as a line break while the
+#: parser reads on (U+2028 in a comment hid the rule after it).
+_INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def _invisible(text: str, name: str) -> list[Diagnostic]:
+    """SP119 at each line's first character a reviewer cannot see, in strings and comments
+    too: what a pull request shows must be what is enforced."""
+    found: dict[int, Diagnostic] = {}
+    for match in _SUSPECT.finditer(text):
+        ch = match.group()
+        if unicodedata.category(ch) not in _INVISIBLE:
+            continue
+        offset = match.start()
+        line = text.count("\n", 0, offset) + 1
+        if line in found:
+            continue
+        col = offset - (text.rfind("\n", 0, offset) + 1) + 1
+        what = unicodedata.name(ch, "a control character")
+        found[line] = diagnostic(
+            Span(name, line, col),
+            codes.INVISIBLE,
+            f"invisible character U+{ord(ch):04X} ({what.lower()})",
+            hint="a reviewer cannot see it; delete it, or write it as a \\u escape in a string",
+        )
+    return list(found.values())
+
+
 def parse(text: str, name: str = "<policy>") -> ast.PolicyFile:
     """Parse one policy file; raises `PolicyError` with a located syntax diagnostic."""
     if text.startswith("\ufeff"):
         # A byte-order mark (editors on Windows write one): read as a space, so columns stay.
         text = " " + text[1:]
     source = Source(name, text)
+    invisible = _invisible(text, name)
+    if invisible:
+        raise PolicyError(invisible, {name: source})
     try:
         tree = _parser().parse(text)
     except UnexpectedInput as exc:

@@ -1,0 +1,47 @@
+"""What the CLI prints of user text (task and rule names, policy source) is shown as written:
+never read as rich markup, and never a terminal escape sequence. Each test names what the
+code before it did."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from skyplan.cli.main import cli
+from skyplan.cli.render import safe
+
+ESC = "\x1b"
+
+
+def run(*args: str) -> str:
+    result = CliRunner().invoke(cli, list(args))
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    return result.output
+
+
+def test_a_task_name_with_brackets_and_an_escape_is_printed_as_written(tmp_path: Path) -> None:
+    # Was "task train x<ESC>[2J": rich read "[v2] [bold]" as markup and the ESC cleared the
+    # terminal.
+    task = tmp_path / "task.yaml"
+    task.write_text('name: "train[v2] [bold]x\\x1b[2J"\nresources:\n  accelerators: A100:8\n')
+    output = run("plan", str(task))
+    assert "task train[v2] [bold]x\\x1b[2J: accelerators=A100:8" in output
+    assert "train[v2] [bold]x\\x1b[2J: " in output.splitlines()[-1]
+    assert ESC not in output
+
+
+def test_a_rule_name_written_with_escapes_cannot_retitle_the_terminal(tmp_path: Path) -> None:
+    # A rule name may hold any character through \u escapes; it was printed raw in the denial.
+    policy = tmp_path / "p.policy"
+    policy.write_text('deny "a\\u001b]0;pwned\\u0007 [red]b\\u202e" spot\n')
+    task = tmp_path / "task.yaml"
+    task.write_text("resources:\n  accelerators: A100:8\n  use_spot: true\n")
+    output = run("plan", str(task), "--policy", str(policy))
+    assert 'deny "a\\x1b]0;pwned\\x07 [red]b\\u202e" (hard)' in output
+    assert ESC not in output and "\x07" not in output and "\u202e" not in output
+
+
+def test_safe_keeps_text_and_layout_and_writes_out_what_a_terminal_acts_on() -> None:
+    assert safe("naïve 👍 [x]\tcol\nnext\r\n") == "naïve 👍 [x]\tcol\nnext\\x0d\n"
+    assert safe("\x1b[31m\x9b\x7f\u200b\u2028\u2066") == "\\x1b[31m\\x9b\\x7f\\u200b\\u2028\\u2066"
