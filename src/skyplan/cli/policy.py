@@ -73,16 +73,21 @@ def _diagnostic_json(d: skyplan.Diagnostic) -> dict[str, Any]:
 @catalog_option
 @json_option
 def check(files: tuple[Path, ...], catalog_path: Path | None, as_json: bool) -> None:
-    """Parse and type-check FILES against the catalog's vocabulary. Exit 1 on any error."""
+    """Parse and type-check FILES against the catalog's vocabulary. Exit 1 on any error.
+
+    Each file is checked on its own (a directory's files too), and the files named, when there
+    are several, also together, as `plan --policy A --policy B` merges them."""
     catalog = skyplan.load_catalog(catalog_path)
-    diagnostics: list[skyplan.Diagnostic] = []
+    checked = [skyplan.check_policy([path], catalog=catalog) for path in policy_files(files)]
+    named = [path for path in files if not path.is_dir()]
+    if len(named) > 1:
+        checked.append(skyplan.check_policy(named, catalog=catalog))
+    found: dict[skyplan.Diagnostic, None] = {}  # in order, each once
     sources: dict[str, Any] = {}
-    for path in policy_files(files):
-        loaded = skyplan.check_policy([path], catalog=catalog)
-        for d in loaded.diagnostics:
-            if d not in diagnostics:
-                diagnostics.append(d)
+    for loaded in checked:
+        found.update(dict.fromkeys(loaded.diagnostics))
         sources.update(loaded.sources)
+    diagnostics = list(found)
     report = skyplan.PolicyError(diagnostics, sources) if diagnostics else None
     shown = list(report.diagnostics) if report else []
     if as_json:
