@@ -31,6 +31,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from skyplan.source import Source, Span
 
@@ -180,12 +181,21 @@ class Rejection:
 
 
 class NoFeasiblePlacement(PlacementError):
-    """No offer satisfies a task's request; `reasons` says which requirement removed what."""
+    """No offer satisfies a task's request; `reasons` says which requirement removed what.
+    Under a policy, `verdicts` holds every rule's `model.Verdict` (what each removed, which
+    did not apply, and where each is written), as a placement's verdicts do."""
 
-    def __init__(self, task: str | None, summary: str, reasons: Sequence[Rejection] = ()) -> None:
+    def __init__(
+        self,
+        task: str | None,
+        summary: str,
+        reasons: Sequence[Rejection] = (),
+        verdicts: Sequence[Any] = (),
+    ) -> None:
         self.task = task
         self.summary = summary
         self.reasons = tuple(reasons)
+        self.verdicts = tuple(verdicts)
         super().__init__(self._render())
 
     def _render(self) -> str:

@@ -178,16 +178,3 @@ def test_a_request_pattern_built_to_backtrack_plans_at_once(tmp_path: Path) -> N
 
     assert cloud("a" * 40) != "gcp"  # the rule does not apply: the cheapest offer
     assert cloud("a" * 40 + "b") == "gcp"
-
-
-def test_check_of_several_files_checks_them_together_as_plan_merges_them(tmp_path: Path) -> None:
-    # Each file was checked alone: `check a b` passed while `plan --policy a --policy b`
-    # refused b for raising a's hard quota.
-    a = write(tmp_path / "a.policy", 'quota "team gpus" sum(gpus) <= 8 per task.team\n')
-    b = write(tmp_path / "b.policy", 'quota "team gpus" sum(gpus) <= 64 per task.team\n')
-    result = CliRunner().invoke(cli, ["policy", "check", str(a), str(b)])
-    assert result.exit_code == 1
-    assert "b.policy:1:1: error SP109 loosens-hard-rule" in result.output
-    assert result.output.count("SP109") == 1
-    # A directory's files are each a policy of their own: not merged.
-    assert CliRunner().invoke(cli, ["policy", "check", str(tmp_path)]).exit_code == 0

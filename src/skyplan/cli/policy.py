@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +163,23 @@ def test(paths: tuple[Path, ...], catalog_path: Path | None, as_json: bool) -> N
         sys.exit(1)
 
 
+def _rules_table(task: str | None, verdicts: Sequence[skyplan.Verdict]) -> Table:
+    table = Table(title=f"rules for {task or 'the task'}", title_justify="left")
+    for col in ("RULE", "FILE", "KIND", "LEVEL", "APPLIES", "REMOVED", "NOTE"):
+        table.add_column(col)
+    for v in verdicts:
+        table.add_row(
+            v.name,
+            f"{v.origin.file}:{v.origin.line}" if v.origin else "-",
+            v.kind,
+            v.level or "-",
+            "yes" if v.applies else "no",
+            f"{v.removed:,}",
+            v.note or "",
+        )
+    return table
+
+
 @policy_group.command("explain")
 @click.argument("policies", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
@@ -180,36 +198,33 @@ def explain(
     overrides: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Every rule's verdict for one request, how many offers each removed, the winner and the
-    runner-ups, and which preference decided."""
+    """Every rule's verdict for one request, where it is written and how many offers it
+    removed, the winner and the runner-ups, and which preference decided. A denied request
+    shows the same rule table before the error."""
     catalog = skyplan.load_catalog(catalog_path)
-    result = plan_under_policy(
-        skyplan.load_task(task_file),
-        catalog,
-        policy_files(policies),
-        team=team,
-        user=user,
-        labels=labels,
-        overrides=overrides,
-    )
+    try:
+        result = plan_under_policy(
+            skyplan.load_task(task_file),
+            catalog,
+            policy_files(policies),
+            team=team,
+            user=user,
+            labels=labels,
+            overrides=overrides,
+        )
+    except skyplan.NoFeasiblePlacement as denied:
+        if as_json:
+            verdicts = [v.model_dump(mode="json") for v in denied.verdicts]
+            render.emit_json({"task": denied.task, "error": str(denied), "verdicts": verdicts})
+            sys.exit(denied.exit_code)
+        render.console().print(_rules_table(denied.task, denied.verdicts))
+        raise
     if as_json:
         render.emit_json(result.to_json())
         return
     out = render.console()
     for placement in result.placements:
-        table = Table(title=f"rules for {placement.task or 'the task'}", title_justify="left")
-        for col in ("RULE", "KIND", "LEVEL", "APPLIES", "REMOVED", "NOTE"):
-            table.add_column(col)
-        for v in placement.verdicts:
-            table.add_row(
-                v.name,
-                v.kind,
-                v.level or "-",
-                "yes" if v.applies else "no",
-                f"{v.removed:,}",
-                v.note or "",
-            )
-        out.print(table)
+        out.print(_rules_table(placement.task, placement.verdicts))
         if placement.decided_by and placement.cheapest is not None:
             c = placement.cheapest
             out.print(

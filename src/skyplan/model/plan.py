@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
+from skyplan.model.policy import Origin
+
 
 class Offer(BaseModel):
     """One priced choice: where, on what, and what it costs per hour for all nodes."""
@@ -55,6 +57,8 @@ class Verdict(BaseModel):
     applies: bool = True
     removed: int = 0
     note: str | None = None
+    #: where the rule is written
+    origin: Origin | None = None
 
 
 class Placement(BaseModel):

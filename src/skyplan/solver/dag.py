@@ -256,7 +256,7 @@ def _candidates(
         try:
             place(task, catalog, policy=policy, context=ctx)
         except NoFeasiblePlacement as err:
-            raise NoFeasiblePlacement(label, err.summary, err.reasons) from None
+            raise NoFeasiblePlacement(label, err.summary, err.reasons, err.verdicts) from None
         raise NoFeasiblePlacement(label, "no offer in the catalog meets every requirement")
     out = []
     for row in prune(frame, limit).iter_rows(named=True):

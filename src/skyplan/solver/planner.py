@@ -290,9 +290,11 @@ def _verdicts(
     policy: Policy,
     stage: policy_stage.PolicyStage,
     steps: Sequence[FilterStep],
-    winner_row: dict[str, object],
+    winner_row: dict[str, object] | None,
     ctx: RequestContext,
 ) -> list[Verdict]:
+    """Every rule's verdict; `winner_row` is the choice (None when nothing was placed, so
+    advisory rules and preferences had nothing to judge)."""
     removed: dict[str, int] = {}
     for step in steps:
         removed[step.requirement] = removed.get(step.requirement, 0) + step.removed
@@ -304,6 +306,7 @@ def _verdicts(
                 kind=f.rule.effect,
                 level=f.rule.level.value,
                 removed=removed.get(f.requirement(None), 0),
+                origin=f.rule.origin,
             )
         )
     for q in stage.limits:
@@ -313,22 +316,41 @@ def _verdicts(
                 kind=q.name,
                 level=q.limit.level.value,
                 removed=removed.get(q.requirement(None), 0),
+                origin=q.limit.origin,
             )
         )
+    unplaced = "nothing was placed to judge"
     for rule in stage.advisory:
-        ok = bool(policy_stage.evaluate_row(rule.condition, winner_row, ctx))
-        satisfied = ok if rule.effect == "require" else not ok
-        note = "the choice satisfies it" if satisfied else "advisory: the choice violates it"
+        note = unplaced
+        if winner_row is not None:
+            ok = bool(policy_stage.evaluate_row(rule.condition, winner_row, ctx))
+            satisfied = ok if rule.effect == "require" else not ok
+            note = "the choice satisfies it" if satisfied else "advisory: the choice violates it"
         out.append(
-            Verdict(name=rule.name, kind=rule.effect, level="advisory", removed=0, note=note)
+            Verdict(
+                name=rule.name,
+                kind=rule.effect,
+                level="advisory",
+                removed=0,
+                note=note,
+                origin=rule.origin,
+            )
         )
     for limit in stage.advisory_limits:
-        fits = bool(
-            pl.DataFrame([winner_row]).select(limit.expr(None)).item()  # type: ignore[arg-type]
-        )
-        note = "the choice fits it" if fits else "advisory: the choice exceeds it"
+        note = unplaced
+        if winner_row is not None:
+            frame = pl.DataFrame([winner_row])
+            fits = bool(frame.select(limit.expr(None)).item())  # type: ignore[arg-type]
+            note = "the choice fits it" if fits else "advisory: the choice exceeds it"
         out.append(
-            Verdict(name=limit.rule_name, kind=limit.name, level="advisory", removed=0, note=note)
+            Verdict(
+                name=limit.rule_name,
+                kind=limit.name,
+                level="advisory",
+                removed=0,
+                note=note,
+                origin=limit.limit.origin,
+            )
         )
     for bound, reason in stage.overridden:
         out.append(
@@ -338,18 +360,17 @@ def _verdicts(
                 level="soft",
                 removed=0,
                 note=f"overridden: {reason}",
+                origin=bound.origin,
             )
         )
+    active = {id(p) for p in stage.preferences}
     for pref in policy.preferences:
-        if pref in stage.preferences:
-            hit = bool(policy_stage.evaluate_row(pref.condition, winner_row, ctx))
-            out.append(
-                Verdict(
-                    name=pref.name,
-                    kind="prefer",
-                    note="applies to the choice" if hit else "does not apply to the choice",
-                )
-            )
+        if id(pref) in active:
+            note = unplaced
+            if winner_row is not None:
+                hit = bool(policy_stage.evaluate_row(pref.condition, winner_row, ctx))
+                note = "applies to the choice" if hit else "does not apply to the choice"
+            out.append(Verdict(name=pref.name, kind="prefer", note=note, origin=pref.origin))
     inactive = set(stage.inactive)
     for item in policy.named():
         if item.name in inactive:
@@ -361,6 +382,7 @@ def _verdicts(
                     level=None if level is None else str(level.value),
                     applies=False,
                     note="its 'when' does not hold for this request",
+                    origin=item.origin,
                 )
             )
     return out
@@ -455,7 +477,12 @@ def place(
         if len(failures) > 1
         else "no offer in the catalog meets every requirement"
     )
-    raise NoFeasiblePlacement(task.name, summary, reasons)
+    judged = (
+        _verdicts(policy, stage, [step for e in failures for step in e.steps], None, ctx)
+        if stage is not None and policy is not None
+        else []
+    )
+    raise NoFeasiblePlacement(task.name, summary, reasons, judged)
 
 
 def _cheapest(
