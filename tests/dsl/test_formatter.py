@@ -245,3 +245,17 @@ def test_an_overflowing_number_is_rejected_or_round_trips(text: str) -> None:
         return  # rejecting it with a diagnostic is fine
     assert parse(formatted) == parse(text)
     assert format_text(formatted) == formatted
+
+
+def test_comments_on_every_line_of_a_multi_line_given_or_expect_are_kept() -> None:
+    # The comments after `true,`, after `"A100:8"` and on the `or` line were dropped.
+    text = (
+        'deny "no spot" spot\n\ntest "t" {\n  given {\n    use_spot: true,  # the request\n'
+        '    accelerators: "A100:8"  # eight\n  }\n  expect placed on cloud == "aws"\n'
+        '    or cloud == "gcp"  # either\n    or cloud == "azure"\n}\n'
+    )
+    formatted = format_text(text)
+    for comment in ("# the request", "# eight", "# either"):
+        assert comment in formatted
+    assert format_text(formatted) == formatted
+    assert parse(formatted).statements == parse(text).statements

@@ -190,10 +190,13 @@ class _Layout:
             (e.span.line or start, line) for e, line in zip(t.expects, head[2:-1], strict=True)
         ]
         self.out.append(head[0] + self.trailing(start, start))
-        for line, text in parts:
+        # A part may span lines (a `given` or `expect` written over several): the comments
+        # after code on any of them follow its one canonical line.
+        lasts = [line - 1 for line, _ in parts[1:]] + [end - 1]
+        for (line, text), last in zip(parts, lasts, strict=True):
             for comment in self.take_own(line):
                 self.out.append(INDENT + comment.text)
-            self.out.append(text + self.trailing(line, line))
+            self.out.append(text + self.trailing(line, max(line, last)))
         for comment in self.take_own(end):
             self.out.append(INDENT + comment.text)
         self.out.append("}" + self.trailing(end, end))
@@ -234,6 +237,8 @@ def format_file(tree: ast.PolicyFile, text: str) -> str:
     rest = layout.take_own(len(layout.lines) + 1)
     for comment in rest:
         layout.emit(comment.span.line or 0, comment.text)
+    for line in sorted(layout.inline):  # never lose a comment, even one no statement claimed
+        layout.emit(line, layout.inline.pop(line))
     while layout.out and layout.out[-1] == "":
         layout.out.pop()
     return "\n".join(layout.out) + "\n" if layout.out else ""
