@@ -13,6 +13,7 @@ the solver) loads on first use of a name, so embedding skyplan costs nothing unt
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import TYPE_CHECKING
 
 from skyplan.errors import (
@@ -37,6 +38,9 @@ from skyplan.errors import (
     TaskError,
     TransientError,
 )
+
+# Library logging under "skyplan"; where it goes is the embedder's choice.
+logging.getLogger("skyplan").addHandler(logging.NullHandler())
 
 if TYPE_CHECKING:
     from skyplan import dsl as dsl

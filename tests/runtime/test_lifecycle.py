@@ -5,6 +5,7 @@ backend, autostop, and orphaned nodes."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
 from collections.abc import Iterator
 from datetime import timedelta
@@ -345,3 +346,14 @@ def test_autostop_rechecks_for_jobs_once_it_holds_the_lock(
     life.autostop("c")
     assert session.store.require_cluster("c").status == ClusterStatus.UP
     assert status_of(session.store, "c", raced[0]) == JobStatus.RUNNING
+
+
+def test_a_sessions_progress_goes_to_the_skyplan_logger(
+    local_cluster: ClusterFactory, session: Session, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An embedder saw progress only by passing `say`; stdlib logging got nothing.
+    local_cluster(nodes=1)
+    session.stop("c")
+    with caplog.at_level(logging.INFO, logger="skyplan"):
+        session.start("c")
+    assert ("skyplan", logging.INFO, "starting 'c'") in caplog.record_tuples

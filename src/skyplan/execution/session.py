@@ -8,6 +8,7 @@ sessions in any number of processes see one truth.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import secrets as _secrets
@@ -50,6 +51,20 @@ def _quiet(_message: str) -> None:
     return None
 
 
+#: A session's progress (launches, failovers, stops, downs) goes to this logger at INFO as well
+#: as to its `say`: an embedder sees it through their own logging set-up. skyplan adds no
+#: handler of its own (a `NullHandler`, as libraries do).
+log = logging.getLogger("skyplan")
+
+
+def _logged(say: Say) -> Say:
+    def both(message: str) -> None:
+        log.info(message)
+        say(message)
+
+    return both
+
+
 @dataclass(frozen=True)
 class LaunchResult:
     """What `launch` did: the cluster it brought up and the job it queued (if the task runs
@@ -90,7 +105,7 @@ class Session:
         self._catalog = catalog
         self.settings = BackendSettings(self.home, trust_new_host_keys)
         self._backends: dict[str, Backend] = {}
-        self.say = say
+        self.say = _logged(say)
         self.sink = sink
         self._jobs: ManagedJobs | None = None
 
