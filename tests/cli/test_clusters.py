@@ -158,8 +158,14 @@ def test_exec_queue_logs_and_cancel_on_an_existing_cluster(cli: Cli) -> None:
     assert job["status"] in ("pending", "running")  # type: ignore[index]
     active = cli.json("queue", "dev")
     assert [j["job_id"] for j in active] == [2]  # type: ignore[union-attr,index]
+    # An id the cluster never had was "cancelled 0 job(s): -", exit 0; now nothing is
+    # cancelled, not even the ids that exist.
+    unknown = cli("cancel", "dev", "2", "7", "-y", check=1)
+    assert "cluster 'dev' has no job 7 (recent: 1, 2)" in unknown.stderr
+    assert [j["job_id"] for j in cli.json("queue", "dev")] == [2]  # type: ignore[union-attr,index]
     assert "cancelled 1 job(s): 2" in cli("cancel", "dev", "2", "-y").stdout
     assert cli.json("queue", "dev") == []
+    assert "cancelled 0 job(s): -" in cli("cancel", "dev", "1", "-y").stdout  # it had ended
     assert "second" in cli("logs", "dev", "1", "--no-follow").stdout
 
 

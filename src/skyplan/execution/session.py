@@ -432,7 +432,13 @@ class Session:
         return queue.logs(job_id, follow=follow, sink=sink or self.sink)
 
     def cancel(self, cluster: str, job_ids: Sequence[int] | None = None) -> list[JobRecord]:
-        return self._queue(cluster).cancel(job_ids)
+        """Cancel `job_ids` (every active job when None); returns the jobs cancelled. An id
+        the cluster never had is a `ClusterStateError` and cancels nothing; a job that already
+        ended is left as it is."""
+        queue = self._queue(cluster)
+        for job_id in job_ids or ():
+            queue.known(job_id)
+        return queue.cancel(job_ids)
 
     def stop(self, cluster: str) -> None:
         self._lifecycle().stop(cluster)

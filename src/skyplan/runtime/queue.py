@@ -332,15 +332,21 @@ class JobQueue:
                 )
         return cancelled
 
-    def logs(self, job_id: int, *, follow: bool, sink: LineSink, poll: float = 0.3) -> JobRecord:
-        """Stream a job's output (every node's, prefixed by rank when it ran on several);
-        with `follow`, wait for a pending job to start and print until it ends."""
+    def known(self, job_id: int) -> JobRecord:
+        """The job `job_id`; `ClusterStateError` naming the recent ones when there is none."""
         job = self.store.job(self.cluster, job_id)
         if job is None:
             known = [str(j.job_id) for j in self.store.jobs(self.cluster, limit=20)]
             raise ClusterStateError(
-                f"cluster {self.cluster!r} has no job {job_id} (recent: {', '.join(known)})"
+                f"cluster {self.cluster!r} has no job {job_id} "
+                f"(recent: {', '.join(known) or 'none'})"
             )
+        return job
+
+    def logs(self, job_id: int, *, follow: bool, sink: LineSink, poll: float = 0.3) -> JobRecord:
+        """Stream a job's output (every node's, prefixed by rank when it ran on several);
+        with `follow`, wait for a pending job to start and print until it ends."""
+        job = self.known(job_id)
         while follow and job.status == JobStatus.PENDING:
             time.sleep(poll)
             self.refresh()
