@@ -19,6 +19,7 @@ from skyplan.errors import Diagnostic, PolicyError, TaskError
 from skyplan.model import Dag, Plan, Policy, RequestContext, Resources, Task
 from skyplan.model.batch import BatchPlan, BatchRequest
 from skyplan.model.policy import PolicyTest
+from skyplan.model.task import MAX_NUM_NODES
 from skyplan.model.taskfile import parse_task_text
 from skyplan.solver import plan as _plan
 from skyplan.source import Span
@@ -72,10 +73,9 @@ def with_overrides(work: Dag, overrides: dict[str, Any], origin: str = "<flags>"
     for task in work.tasks:
         update: dict[str, Any] = {"resources": task.resources.merged(patch)}
         if num_nodes is not None:
-            if not isinstance(num_nodes, int) or num_nodes < 1:
-                raise TaskError(
-                    [Diagnostic(Span(origin), f"num_nodes must be >= 1, got {num_nodes!r}")]
-                )
+            if not isinstance(num_nodes, int) or not 1 <= num_nodes <= MAX_NUM_NODES:
+                why = f"num_nodes must be 1 to {MAX_NUM_NODES:,}, got {num_nodes!r}"
+                raise TaskError([Diagnostic(Span(origin), why)])
             update["num_nodes"] = num_nodes
         tasks.append(task.model_copy(update=update))
     return work.model_copy(update={"tasks": tuple(tasks)})

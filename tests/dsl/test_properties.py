@@ -376,7 +376,7 @@ def _survives(text: str) -> None:
         parse(text)
     except PolicyError as exc:
         assert exc.diagnostics
-        assert all(d.code in ("SP100", "SP119") for d in exc.diagnostics)
+        assert all(d.code in ("SP100", "SP116", "SP118", "SP119") for d in exc.diagnostics)
         str(exc)
     with contextlib.suppress(PolicyError):
         format_text(text)

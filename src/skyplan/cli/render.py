@@ -23,8 +23,11 @@ import skyplan
 
 #: C0 controls but tab and newline, DEL, C1 controls (U+0080-U+009F: 0x9b is a CSI too), and
 #: the characters that reorder or hide what is shown: zero-width ones, the line and paragraph
-#: separators, bidirectional embeddings, overrides and isolates, and a stray BOM.
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+#: separators, bidirectional embeddings, overrides and isolates, a stray BOM; and half of a
+#: surrogate pair, which no stream can encode.
+_CONTROL = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ud800-\udfff\ufeff]"
+)
 
 
 def safe(text: str) -> str:

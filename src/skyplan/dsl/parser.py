@@ -170,6 +170,14 @@ class _Builder:
     def _tok(self, token: Token) -> Span:
         return Span(self.name, token.line, token.column)
 
+    def _str(self, token: Token) -> str:
+        """A string literal's value. A `\\u` escape may write any character but half of a
+        surrogate pair, which is no text at all (it could not be printed or stored)."""
+        value = _unquote(token)
+        if any("\ud800" <= ch <= "\udfff" for ch in value):
+            raise _BadLiteral(self._tok(token), "a \\u escape writes half of a surrogate pair")
+        return value
+
     def _float(self, token: Token) -> float:
         value = float(token)
         if not math.isfinite(value):
@@ -186,10 +194,10 @@ class _Builder:
 
     def header(self, meta: Any, children: list[Token]) -> ast.Header:
         version = int(children[1]) if len(children) > 1 else None
-        return ast.Header(_unquote(children[0]), version, self._at(meta))
+        return ast.Header(self._str(children[0]), version, self._at(meta))
 
     def import_(self, meta: Any, children: list[Token]) -> ast.Import:
-        return self._ended(ast.Import(_unquote(children[0]), self._at(meta)), meta)
+        return self._ended(ast.Import(self._str(children[0]), self._at(meta)), meta)
 
     def let(self, meta: Any, children: list[Any]) -> ast.Let:
         return self._ended(ast.Let(str(children[0]), children[1], self._at(meta)), meta)
@@ -202,7 +210,7 @@ class _Builder:
         return when, rest[0], rest[1:]
 
     def rule(self, meta: Any, children: list[Any]) -> ast.Rule:
-        effect, name = str(children[0]), _unquote(children[1])
+        effect, name = str(children[0]), self._str(children[1])
         when, condition, rest = self._parts(children[2:])
         level = rest[0] if rest else None
         return self._ended(ast.Rule(effect, name, when, condition, level, self._at(meta)), meta)
@@ -210,7 +218,7 @@ class _Builder:
     def prefer(self, meta: Any, children: list[Any]) -> ast.Prefer:
         when, condition, rest = self._parts(children[1:])
         return self._ended(
-            ast.Prefer(_unquote(children[0]), when, condition, rest[0], self._at(meta)), meta
+            ast.Prefer(self._str(children[0]), when, condition, rest[0], self._at(meta)), meta
         )
 
     def _at_most(self, op: Token, what: str) -> None:
@@ -227,7 +235,7 @@ class _Builder:
         level = rest[2] if len(rest) > 2 else None
         return self._ended(
             ast.Quota(
-                _unquote(children[0]), when, metric_name, rest[0], rest[1], level, self._at(meta)
+                self._str(children[0]), when, metric_name, rest[0], rest[1], level, self._at(meta)
             ),
             meta,
         )
@@ -238,7 +246,7 @@ class _Builder:
         rest = rest[1:]
         level = rest[2] if len(rest) > 2 else None
         budget = ast.Budget(
-            _unquote(children[0]), when, rest[0], rest[1], level, self._at(meta), measure
+            self._str(children[0]), when, rest[0], rest[1], level, self._at(meta), measure
         )
         return self._ended(budget, meta)
 
@@ -262,7 +270,7 @@ class _Builder:
     def test(self, meta: Any, children: list[Any]) -> ast.Test:
         pairs, given_span = children[1]
         test = ast.Test(
-            _unquote(children[0]), pairs, tuple(children[2:]), self._at(meta), given_span
+            self._str(children[0]), pairs, tuple(children[2:]), self._at(meta), given_span
         )
         return self._ended(test, meta)
 
@@ -276,7 +284,7 @@ class _Builder:
         return ast.ExpectPlaced(children[0] if children else None, self._at(meta))
 
     def expect_denied(self, meta: Any, children: list[Token]) -> ast.ExpectDenied:
-        return ast.ExpectDenied(_unquote(children[0]) if children else None, self._at(meta))
+        return ast.ExpectDenied(self._str(children[0]) if children else None, self._at(meta))
 
     def expect_cost(self, meta: Any, children: list[Any]) -> ast.ExpectCost:
         self._at_most(children[0], "a cost expectation")
@@ -307,10 +315,10 @@ class _Builder:
         return ast.Match(children[0], patterns, bracketed, self._at(meta))
 
     def pattern_one(self, meta: Any, children: list[Token]) -> tuple[tuple[ast.Str, ...], bool]:
-        return (ast.Str(_unquote(children[0]), self._tok(children[0])),), False
+        return (ast.Str(self._str(children[0]), self._tok(children[0])),), False
 
     def pattern_list(self, meta: Any, children: list[Token]) -> tuple[tuple[ast.Str, ...], bool]:
-        return tuple(ast.Str(_unquote(t), self._tok(t)) for t in children), True
+        return tuple(ast.Str(self._str(t), self._tok(t)) for t in children), True
 
     def path(self, meta: Any, children: list[Token]) -> ast.Path:
         return ast.Path(tuple(str(c) for c in children), self._at(meta))
@@ -322,7 +330,7 @@ class _Builder:
         return tuple(children)
 
     def item_string(self, meta: Any, children: list[Token]) -> ast.SetItem:
-        return ast.SetItem(_unquote(children[0]), True, self._at(meta))
+        return ast.SetItem(self._str(children[0]), True, self._at(meta))
 
     def item_bare(self, meta: Any, children: list[Token]) -> ast.SetItem:
         return ast.SetItem(str(children[0]), False, self._at(meta))
@@ -334,7 +342,7 @@ class _Builder:
         return ast.SetItem(-self._float(children[0]), False, self._at(meta))
 
     def string(self, meta: Any, children: list[Token]) -> ast.Str:
-        return ast.Str(_unquote(children[0]), self._at(meta))
+        return ast.Str(self._str(children[0]), self._at(meta))
 
     def number(self, meta: Any, children: list[Token]) -> ast.Num:
         return ast.Num(self._float(children[0]), self._at(meta))

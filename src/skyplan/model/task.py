@@ -14,6 +14,10 @@ from skyplan.model.service import ServiceSpec
 
 EnvValue = str | int | float | bool | None
 
+#: The most nodes one task may ask for: far past any cluster built, and small enough that
+#: prices times nodes stay exact numbers (10**23 nodes planned, 1e300 in a test crashed).
+MAX_NUM_NODES = 100_000
+
 
 class Task(BaseModel):
     """One task: what to run, where it may run, and (for a service) how to serve it."""
@@ -22,7 +26,7 @@ class Task(BaseModel):
 
     name: str | None = None
     workdir: str | dict[str, Any] | None = None
-    num_nodes: int = Field(default=1, ge=1)
+    num_nodes: int = Field(default=1, ge=1, le=MAX_NUM_NODES)
     resources: Resources = Resources()
     envs: dict[str, EnvValue] = {}
     secrets: dict[str, EnvValue] = {}

@@ -59,11 +59,10 @@ def request_of(test: PolicyTest) -> tuple[Task, RequestContext]:
     given: dict[str, Scalar] = dict(test.given)
     labels = {k.split(".", 1)[1]: str(v) for k, v in given.items() if k.startswith("labels.")}
     resources = {k: given[k] for k in _RESOURCE_KEYS if k in given}
-    num_nodes = int(given.get("num_nodes") or 1)
     try:
         task = Task(
             name=str(given["name"]) if "name" in given else test.name,
-            num_nodes=num_nodes,
+            num_nodes=given.get("num_nodes") or 1,
             resources=Resources.model_validate({**resources, "labels": labels or None}),
         )
         context = RequestContext(
@@ -72,7 +71,7 @@ def request_of(test: PolicyTest) -> tuple[Task, RequestContext]:
             user=None if given.get("user") is None else str(given["user"]),
             team=None if given.get("team") is None else str(given["team"]),
             labels=labels,
-            num_nodes=num_nodes,
+            num_nodes=task.num_nodes,
         )
     except ValidationError as exc:
         reasons = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
