@@ -29,6 +29,7 @@ EXPORTED = {
     "EgressModel",
     "InputError",
     "InvalidRequestError",
+    "JobNotFound",
     "JobRecord",
     "JobStatus",
     "LaunchFailed",

@@ -157,6 +157,13 @@ class ClusterNotFound(InputError):
         super().__init__(f"no cluster named {name!r}{hint} (see `skyplan status`)")
 
 
+class JobNotFound(SkyplanError):
+    """No job of that cluster, or no managed job, has that id or name. Exit 102, SkyPilot's
+    NOT_FOUND, so scripts written for `sky logs` read it the same way."""
+
+    exit_code = 102
+
+
 class ClusterStateError(SkyplanError):
     """The cluster exists but its state does not allow the operation (exec on a stopped one)."""
 

@@ -89,12 +89,16 @@ def test_launch_runs_a_command_and_streams_its_output(cli: Cli) -> None:
     assert (status["name"], status["status"], status["cloud"]) == ("dev", "up", "local")
 
 
-def test_a_failing_job_makes_launch_exit_1(cli: Cli) -> None:
-    done = cli("launch", "-c", "dev", "--infra", "local", "echo oops; exit 3", check=1)
+def test_a_failing_job_makes_launch_exit_100_as_skypilots_failed(cli: Cli) -> None:
+    # Was exit 1; SkyPilot's job exit codes are 100 failed, 101 not finished, 102 not found,
+    # 103 cancelled.
+    done = cli("launch", "-c", "dev", "--infra", "local", "echo oops; exit 3", check=100)
     assert "oops" in done.stdout
     assert "exited with code 3" in done.stderr
     (job,) = cli.json("queue", "dev", "--all")  # type: ignore[misc]
     assert (job["status"], job["exit_code"]) == ("failed", 3)
+    assert "oops" in cli("logs", "dev", "1", check=100).stdout
+    cli("logs", "dev", "9", check=102)
 
 
 def test_a_task_file_runs_setup_then_run_with_workdir_envs_and_secrets(
@@ -160,10 +164,12 @@ def test_exec_queue_logs_and_cancel_on_an_existing_cluster(cli: Cli) -> None:
     assert [j["job_id"] for j in active] == [2]  # type: ignore[union-attr,index]
     # An id the cluster never had was "cancelled 0 job(s): -", exit 0; now nothing is
     # cancelled, not even the ids that exist.
-    unknown = cli("cancel", "dev", "2", "7", "-y", check=1)
+    unknown = cli("cancel", "dev", "2", "7", "-y", check=102)
     assert "cluster 'dev' has no job 7 (recent: 1, 2)" in unknown.stderr
     assert [j["job_id"] for j in cli.json("queue", "dev")] == [2]  # type: ignore[union-attr,index]
+    cli("logs", "dev", "2", "--no-follow", check=101)  # still running: not finished
     assert "cancelled 1 job(s): 2" in cli("cancel", "dev", "2", "-y").stdout
+    cli("logs", "dev", "2", check=103)
     assert cli.json("queue", "dev") == []
     assert "cancelled 0 job(s): -" in cli("cancel", "dev", "1", "-y").stdout  # it had ended
     assert "second" in cli("logs", "dev", "1", "--no-follow").stdout

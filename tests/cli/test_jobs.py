@@ -89,11 +89,11 @@ def test_ctrl_c_while_following_a_managed_job_detaches(cli: Cli) -> None:
     assert queue(cli)[0]["status"] == "RUNNING"
 
 
-def test_a_failed_job_exits_1(cli: Cli) -> None:
-    done = cli("jobs", "launch", "--infra", "local", "echo oops; exit 4", check=1)
+def test_a_failed_job_exits_100_as_skypilots_failed(cli: Cli) -> None:
+    done = cli("jobs", "launch", "--infra", "local", "echo oops; exit 4", check=100)
     assert "oops" in done.stdout
     assert "FAILED: exited with code 4" in done.stderr
-    assert cli("jobs", "logs", "1", "--no-follow", check=1).returncode == 1
+    assert "oops" in cli("jobs", "logs", "1", "--no-follow", check=100).stdout
 
 
 def test_a_job_group_runs_its_members_together_and_fails_as_one(cli: Cli, tmp_path: Path) -> None:
@@ -115,7 +115,7 @@ def test_a_job_group_runs_its_members_together_and_fails_as_one(cli: Cli, tmp_pa
         run: sleep 1; exit 4
         """,
     )
-    done = cli("jobs", "launch", str(group), check=1)
+    done = cli("jobs", "launch", str(group), check=100)
     assert "managed job group 1 submitted: jobs 1 (grp/server), 2 (grp/client)" in done.stderr
     assert "managed job 2 FAILED: exited with code 4" in done.stderr
     assert "managed job 1 CANCELLED: job 2 of its group ended FAILED" in done.stderr
@@ -167,10 +167,14 @@ def test_bad_job_recovery_is_a_located_error_and_records_nothing(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        pytest.param(("jobs", "logs", "7"), "no managed job 7", id="unknown-id"),
         pytest.param(("jobs", "cancel", "-y"), "give job ids, or --name", id="cancel-nothing"),
         pytest.param(("jobs", "launch", "--infra", "local"), "Missing argument", id="no-task"),
     ],
 )
 def test_jobs_usage_errors_exit_2(cli: Cli, args: tuple[str, ...], message: str) -> None:
     assert message in cli(*args, check=2).stderr
+
+
+def test_an_unknown_managed_job_exits_102_as_skypilots_not_found(cli: Cli) -> None:
+    assert "no managed job 7" in cli("jobs", "logs", "7", check=102).stderr
+    assert "no managed job named 'nope'" in cli("jobs", "logs", "nope", check=102).stderr

@@ -16,7 +16,7 @@ import pytest
 
 from skyplan.backends.base import RunResult
 from skyplan.backends.local import LocalBackend
-from skyplan.errors import ClusterStateError, TransientError
+from skyplan.errors import ClusterStateError, JobNotFound, TransientError
 from skyplan.execution.session import Session
 from skyplan.model.node import Node, NodeStatus
 from skyplan.model.state import ClusterStatus, JobDemand, JobStatus
@@ -295,7 +295,7 @@ def test_following_a_pending_job_waits_for_it_to_start(local_cluster: ClusterFac
 def test_logs_of_an_unknown_job_name_the_recent_ones(local_cluster: ClusterFactory) -> None:
     queue = local_cluster()
     submit(queue, "true")
-    with pytest.raises(ClusterStateError, match=r"has no job 9 \(recent: 1\)"):
+    with pytest.raises(JobNotFound, match=r"has no job 9 \(recent: 1\)"):
         queue.logs(9, follow=False, sink=print)
 
 

@@ -21,6 +21,7 @@ from skyplan.cli.options import (
     context_options,
     detach_on_interrupt,
     env_options,
+    exit_with_outcome,
     json_option,
     optional_policy,
     parse_pairs,
@@ -94,8 +95,7 @@ def _follow(session: Any, cluster: str, job: Any) -> None:
     ):
         final = session.logs(cluster, job.job_id, follow=True)
     render.echo(f"job {final.job_id} {final.status.value}: {final.message}", err=True)
-    if final.status in (skyplan.JobStatus.FAILED, skyplan.JobStatus.LOST):
-        sys.exit(1)
+    exit_with_outcome(final.status)
 
 
 @click.command()
@@ -321,8 +321,7 @@ def logs(cluster: str, job_id: int | None, follow: bool) -> None:
                 job = session.logs(cluster, job_id, follow=True)
         else:
             job = session.logs(cluster, job_id, follow=False)
-    if job.status in (skyplan.JobStatus.FAILED, skyplan.JobStatus.LOST):
-        sys.exit(1)
+    exit_with_outcome(job.status)
 
 
 @click.command()

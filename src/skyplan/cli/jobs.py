@@ -7,7 +7,6 @@ it then follows the job's output across its recoveries.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from skyplan.cli.options import (
     context_options,
     detach_on_interrupt,
     env_options,
+    exit_with_outcome,
     json_option,
     optional_policy,
     parse_pairs,
@@ -41,8 +41,7 @@ def _hours(seconds: float) -> str:
 
 
 def _exit_for(job: Any) -> None:
-    if job.status.failed:
-        sys.exit(1)
+    exit_with_outcome(job.status)
 
 
 @jobs_group.command(name="launch")
@@ -139,8 +138,7 @@ def _launched_group(
         finals = [session.jobs.wait(m.job_id) for m in members]
     for final in finals:
         render.echo(f"managed job {final.job_id} {final.status.value}: {final.message}", err=True)
-    if any(f.status.failed for f in finals):
-        sys.exit(1)
+    exit_with_outcome(*(f.status for f in finals))
 
 
 def _follow(session: Any, job: str | int) -> Any:
@@ -202,11 +200,9 @@ def logs(job: str, follow: bool, controller: bool) -> None:
     """Print a managed job's output (JOB is an id or a name), across its recoveries."""
     with _session() as session:
         if controller:
-            final = session.jobs.controller_log(job)
-        elif follow:
-            final = _follow(session, job)
-        else:
-            final = session.jobs.logs(job, follow=False)
+            session.jobs.controller_log(job)
+            return  # the history is printed; the job's outcome is for its output
+        final = _follow(session, job) if follow else session.jobs.logs(job, follow=False)
     if final.status.done:
         render.echo(f"managed job {final.job_id} {final.status.value}: {final.message}", err=True)
     _exit_for(final)

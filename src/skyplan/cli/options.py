@@ -218,3 +218,27 @@ def plan_under_policy(
         ),
         overrides=parse_pairs(overrides, "--override"),
     )
+
+
+#: Exit codes for a job's outcome, as SkyPilot's (`sky logs`, `sky jobs logs`): scripts written
+#: for it read skyplan the same. Invalid input stays 2; an unknown job is 102 (`JobNotFound`).
+EXIT_SUCCEEDED, EXIT_FAILED, EXIT_NOT_FINISHED, EXIT_CANCELLED = 0, 100, 101, 103
+
+
+def outcome_exit(status: Any) -> int:
+    """The exit code for a job (or managed job) in `status`."""
+    if not status.done:
+        return EXIT_NOT_FINISHED
+    if status.value.lower() == "succeeded":
+        return EXIT_SUCCEEDED
+    if status.value.lower() == "cancelled":
+        return EXIT_CANCELLED
+    return EXIT_FAILED  # failed, lost, failed_setup, failed_no_resource, …
+
+
+def exit_with_outcome(*statuses: Any) -> None:
+    """Exit with the worst outcome of `statuses` (failed over cancelled over not finished)."""
+    codes = {outcome_exit(s) for s in statuses}
+    for code in (EXIT_FAILED, EXIT_CANCELLED, EXIT_NOT_FINISHED):
+        if code in codes:
+            sys.exit(code)

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from skyplan.errors import InputError, NoFeasiblePlacement, Scope, StateError
+from skyplan.errors import InputError, JobNotFound, NoFeasiblePlacement, Scope, StateError
 from skyplan.model import Dag, Offer, Policy, RequestContext, Task
 from skyplan.model.managed import (
     ACTIVE,
@@ -373,7 +373,7 @@ class ManagedJobs:
         job = self.store.managed.get(job_id)
         if job is None:
             recent = [str(j.job_id) for j in self.store.managed.jobs(limit=10)]
-            raise InputError(f"no managed job {job_id} (recent: {', '.join(recent) or 'none'})")
+            raise JobNotFound(f"no managed job {job_id} (recent: {', '.join(recent) or 'none'})")
         return job
 
     def resolve(self, ref: str | int) -> ManagedJobRecord:
@@ -382,7 +382,7 @@ class ManagedJobs:
             return self.get(int(ref))
         named = self.store.managed.jobs(name=str(ref))
         if not named:
-            raise InputError(f"no managed job named {ref!r}")
+            raise JobNotFound(f"no managed job named {ref!r}")
         return named[-1]
 
     def queue(

@@ -433,7 +433,7 @@ class Session:
 
     def cancel(self, cluster: str, job_ids: Sequence[int] | None = None) -> list[JobRecord]:
         """Cancel `job_ids` (every active job when None); returns the jobs cancelled. An id
-        the cluster never had is a `ClusterStateError` and cancels nothing; a job that already
+        the cluster never had is `JobNotFound` and cancels nothing; a job that already
         ended is left as it is."""
         queue = self._queue(cluster)
         for job_id in job_ids or ():

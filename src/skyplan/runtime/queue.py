@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from skyplan.backends.base import Backend, LineSink
-from skyplan.errors import BackendError, ClusterStateError
+from skyplan.errors import BackendError, ClusterStateError, JobNotFound
 from skyplan.model.node import Node, NodeStatus
 from skyplan.model.state import ClusterRecord, ClusterStatus, JobDemand, JobRecord, JobStatus
 from skyplan.runtime import fit, node_jobs
@@ -333,11 +333,11 @@ class JobQueue:
         return cancelled
 
     def known(self, job_id: int) -> JobRecord:
-        """The job `job_id`; `ClusterStateError` naming the recent ones when there is none."""
+        """The job `job_id`; `JobNotFound` naming the recent ones when there is none."""
         job = self.store.job(self.cluster, job_id)
         if job is None:
             known = [str(j.job_id) for j in self.store.jobs(self.cluster, limit=20)]
-            raise ClusterStateError(
+            raise JobNotFound(
                 f"cluster {self.cluster!r} has no job {job_id} "
                 f"(recent: {', '.join(known) or 'none'})"
             )
