@@ -175,6 +175,18 @@ def test_exec_queue_logs_and_cancel_on_an_existing_cluster(cli: Cli) -> None:
     assert "second" in cli("logs", "dev", "1", "--no-follow").stdout
 
 
+def test_queue_shows_several_clusters_or_every_one(cli: Cli) -> None:
+    # `queue` took exactly one cluster.
+    cli("launch", "-c", "one", "--infra", "local", "echo first")
+    cli("launch", "-c", "two", "--infra", "local", "echo second")
+    jobs = cli.json("queue", "one", "two", "-a")
+    assert [(j["cluster"], j["job_id"]) for j in jobs] == [("one", 1), ("two", 1)]  # type: ignore[index,union-attr]
+    table = cli("queue", "-a").stdout
+    assert "cluster one" in table and "cluster two" in table
+    assert "cluster one: no active jobs" in cli("queue").stdout
+    cli("queue", "one", "nope", check=2)
+
+
 def test_stop_start_and_autostop(cli: Cli) -> None:
     cli("launch", "-c", "dev", "--infra", "local")
     cli("stop", "dev", "-y")

@@ -282,17 +282,42 @@ def status(clusters: tuple[str, ...], refresh: bool, orphans: bool, as_json: boo
 
 
 @click.command()
-@click.argument("cluster")
+@click.argument("clusters", nargs=-1)
 @click.option("--all", "-a", "all_jobs", is_flag=True, help="Include finished jobs.")
 @json_option
-def queue(cluster: str, all_jobs: bool, as_json: bool) -> None:
-    """Show CLUSTER's job queue."""
+def queue(clusters: tuple[str, ...], all_jobs: bool, as_json: bool) -> None:
+    """Show the job queue of CLUSTERS (every cluster when none is named)."""
     with _session(quiet=True) as session:
-        jobs = session.queue(cluster, all_jobs=all_jobs)
-    if as_json:
-        render.emit_json([_job_json(j) for j in jobs])
+        names = list(clusters) or [r.name for r in session.store.clusters()]
+        queues = {name: session.queue(name, all_jobs=all_jobs) for name in names}
+    if as_json:  # one list, each job naming its cluster
+        render.emit_json([_job_json(j) for jobs in queues.values() for j in jobs])
         return
-    table = Table("ID", "NAME", "SUBMITTED", "DURATION", "STATUS", "NODES", "RESOURCES")
+    out = render.console()
+    if not queues:
+        out.print("no clusters")
+    for name, jobs in queues.items():
+        title = f"cluster {name}" if len(queues) > 1 or not clusters else None
+        out.print(_queue_table(jobs, title) if jobs else _no_jobs(title, all_jobs))
+
+
+def _no_jobs(title: str | None, all_jobs: bool) -> str:
+    what = f"no {'jobs' if all_jobs else 'active jobs'}"
+    return f"{title}: {what}" if title else what
+
+
+def _queue_table(jobs: list[Any], title: str | None) -> Table:
+    table = Table(
+        "ID",
+        "NAME",
+        "SUBMITTED",
+        "DURATION",
+        "STATUS",
+        "NODES",
+        "RESOURCES",
+        title=title,
+        title_justify="left",
+    )
     for j in jobs:
         d = j.demand
         acc = f", {d.accelerator}:{d.accelerator_count:g}" if d.accelerator else ""
@@ -305,7 +330,7 @@ def queue(cluster: str, all_jobs: bool, as_json: bool) -> None:
             ",".join(str(r) for r in j.ranks) or "-",
             f"{d.num_nodes}x [cpus={d.cpus:g}{acc}]",
         )
-    render.console().print(table if jobs else f"no {'jobs' if all_jobs else 'active jobs'}")
+    return table
 
 
 @click.command()
