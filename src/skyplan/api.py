@@ -33,7 +33,9 @@ if TYPE_CHECKING:  # loaded on first use: the DSL (and Lark), policy review, the
 
 
 def load_task(path: str | os.PathLike[str]) -> Dag:
-    """Read a SkyPilot-style task YAML file (one task, a pipeline or a job group)."""
+    """Read a SkyPilot-style task YAML file (one task, a pipeline or a job group). A relative
+    `workdir` or local file-mount source is relative to the file's folder, and is made absolute
+    here: the task means the same folder whoever launches it, from wherever."""
     name = os.fspath(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -41,7 +43,25 @@ def load_task(path: str | os.PathLike[str]) -> Dag:
         raise TaskError([Diagnostic(Span(name), "file not found")]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise TaskError([Diagnostic(Span(name), f"cannot read the file: {exc}")]) from None
-    return parse_task_text(text, name)
+    dag = parse_task_text(text, name)
+    folder = Path(path).resolve().parent
+    return dag.model_copy(update={"tasks": tuple(_anchored(t, folder) for t in dag.tasks)})
+
+
+def _anchored(task: Task, folder: Path) -> Task:
+    """`task` with its relative local paths made absolute against `folder`."""
+
+    def anchored(path: object) -> object:
+        if not isinstance(path, str) or "://" in path or path.startswith("~"):
+            return path
+        return path if Path(path).is_absolute() else str(folder / path)
+
+    update: dict[str, Any] = {}
+    if isinstance(task.workdir, str):
+        update["workdir"] = anchored(task.workdir)
+    if task.file_mounts:
+        update["file_mounts"] = {k: anchored(v) for k, v in task.file_mounts.items()}
+    return task.model_copy(update=update) if update else task
 
 
 def parse_task(text: str, name: str = "<string>") -> Dag:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import skyplan
 from skyplan.backends.local import LocalBackend
 from skyplan.errors import ClusterStateError, InvalidRequestError, TransientError
 from skyplan.execution.session import Session
@@ -357,3 +358,25 @@ def test_a_sessions_progress_goes_to_the_skyplan_logger(
     with caplog.at_level(logging.INFO, logger="skyplan"):
         session.start("c")
     assert ("skyplan", logging.INFO, "starting 'c'") in caplog.record_tuples
+
+
+def test_a_task_files_relative_workdir_is_its_folder_from_the_library_too(
+    session: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The CLI read `workdir: data` next to the file, Session.launch next to the current
+    # directory: the same task synced different folders.
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    (project / "data" / "marker.txt").write_text("the project's")
+    task_file = project / "task.yaml"
+    task_file.write_text("workdir: data\nresources:\n  infra: local\nrun: cat marker.txt\n")
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "data").mkdir(parents=True)
+    (elsewhere / "data" / "marker.txt").write_text("the wrong one")
+    monkeypatch.chdir(elsewhere)
+
+    result = session.launch(skyplan.load_task("../project/task.yaml"), cluster="w")
+    assert result.job is not None
+    lines: list[str] = []
+    session.logs("w", result.job.job_id, follow=True, sink=lines.append)
+    assert lines == ["the project's"]
