@@ -4,6 +4,7 @@ applies autostop, leaves when there is nothing to watch, and runs once per clust
 from __future__ import annotations
 
 import itertools
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from skyplan.errors import ClusterStateError
 from skyplan.execution.session import Session
 from skyplan.model.state import ClusterStatus, JobStatus
 from skyplan.runtime import Lifecycle, run_agent
@@ -155,3 +157,18 @@ def test_the_agent_applies_autostop_once_the_last_job_has_ended(
     finished = session.events("c", limit=None)
     moves = [e.new for e in finished if e.job_id == job.job_id or e.new in ("stopped", "deleted")]
     assert moves[-2:] == ["succeeded", "stopped" if not down else "deleted"]
+
+
+@pytest.mark.parametrize("which", ["agent", "controller"])
+def test_a_background_process_that_cannot_start_is_an_error_not_a_log_line(
+    session: Session, monkeypatch: pytest.MonkeyPatch, which: str
+) -> None:
+    # Started through `sh -c "nohup setsid … &"`, a missing interpreter was only a line in a
+    # log file and the call returned as if the agent or controller were running.
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python3")
+    what = "the agent of cluster 'c'" if which == "agent" else "the managed-jobs controller"
+    with pytest.raises(ClusterStateError, match=rf"cannot start {what} \(/nonexistent/python3\)"):
+        if which == "agent":
+            session.ensure_agent("c")
+        else:
+            session.jobs.ensure_controller()

@@ -295,12 +295,18 @@ def moves_once(jobs: ManagedJobs, controller: ManagedJobController, tmp_path: Pa
 def test_a_run_killed_behind_skyplans_back_is_a_preemption_not_a_failure(
     session: Session, jobs: ManagedJobs, controller: ManagedJobController, tmp_path: Path
 ) -> None:
-    started = tmp_path / "started"
-    job_id = launch(jobs, tmp_path, run=f"echo x >> {started}; sleep 0.5")
-    drive(controller, started.exists, what="the run to start")
+    started, go = tmp_path / "started", tmp_path / "go"
+    # The run waits at a gate (it ended on its own under load when it slept 0.5 s instead).
+    job_id = launch(jobs, tmp_path, run=f"echo x >> {started}; {gate(go)}")
+    drive(
+        controller,
+        lambda: started.exists() and any(node_root(session, job_id).rglob("pgid")),
+        what="the run to start",
+    )
 
     for pgid in node_root(session, job_id).rglob("pgid"):
         os.killpg(int(pgid.read_text().strip()), signal.SIGKILL)
+    go.write_text("")
     job = finish(controller, jobs, job_id)
 
     assert (job.status, job.recoveries, job.restarts) == (S.SUCCEEDED, 1, 0)

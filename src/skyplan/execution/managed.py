@@ -15,8 +15,6 @@ from __future__ import annotations
 import json
 import os
 import secrets as _secrets
-import shlex
-import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -26,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from skyplan.errors import InputError, JobNotFound, NoFeasiblePlacement, Scope, StateError
+from skyplan.execution.background import start_detached
 from skyplan.model import Dag, Offer, Policy, RequestContext, Task
 from skyplan.model.managed import (
     ACTIVE,
@@ -561,16 +560,11 @@ class ManagedJobs:
             return
         lease.release()
         home = self.session.home
-        logs = home / "managed"
-        logs.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "skyplan.execution.jobs_controller"]
-        line = " ".join(shlex.quote(p) for p in command)
-        log = shlex.quote(str(logs / "controller.log"))
-        env = {**os.environ, "SKYPLAN_HOME": str(home), "SKYPLAN_DB_URL": self.session.db_url}
-        subprocess.run(
-            ["sh", "-c", f"nohup setsid {line} >> {log} 2>&1 < /dev/null &"],
-            env=env,
-            check=True,
+        start_detached(
+            [sys.executable, "-m", "skyplan.execution.jobs_controller"],
+            home / "managed" / "controller.log",
+            {**os.environ, "SKYPLAN_HOME": str(home), "SKYPLAN_DB_URL": self.session.db_url},
+            "the managed-jobs controller",
         )
 
 

@@ -12,8 +12,6 @@ import logging
 import os
 import re
 import secrets as _secrets
-import shlex
-import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ from skyplan.errors import (
     NoFeasiblePlacement,
     Scope,
 )
+from skyplan.execution.background import start_detached
 from skyplan.model import Dag, Offer, Plan, Policy, RequestContext, Task
 from skyplan.model.node import BackendCheck, Node, PoolOffer
 from skyplan.model.state import ClusterStatus, Event, JobRecord, JobStatus
@@ -354,17 +353,11 @@ class Session:
         if lease is None:
             return
         lease.release()
-        logs = self.home / "agents"
-        logs.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "skyplan.execution.agent", cluster]
-        line = " ".join(shlex.quote(p) for p in command)
-        log = shlex.quote(str(logs / f"{cluster}.log"))
-        env = {**os.environ, "SKYPLAN_HOME": str(self.home), "SKYPLAN_DB_URL": self.db_url}
-        # Through a shell that exits at once: the agent is nobody's child, so it outlives us.
-        subprocess.run(
-            ["sh", "-c", f"nohup setsid {line} >> {log} 2>&1 < /dev/null &"],
-            env=env,
-            check=True,
+        start_detached(
+            [sys.executable, "-m", "skyplan.execution.agent", cluster],
+            self.home / "agents" / f"{cluster}.log",
+            {**os.environ, "SKYPLAN_HOME": str(self.home), "SKYPLAN_DB_URL": self.db_url},
+            f"the agent of cluster {cluster!r}",
         )
 
     # -- observing and operating --------------------------------------------------------------
