@@ -187,6 +187,23 @@ def test_queue_shows_several_clusters_or_every_one(cli: Cli) -> None:
     cli("queue", "one", "nope", check=2)
 
 
+def test_every_command_that_changes_clusters_answers_in_json(cli: Cli) -> None:
+    # stop, start, down, autostop and cancel had no --json.
+    cli("launch", "-c", "dev", "--infra", "local")
+    job = cli.json("exec", "dev", "sleep 600", "-d")
+    cancelled = cli.json("cancel", "dev", str(job["job_id"]), "-y")  # type: ignore[index]
+    assert [(j["job_id"], j["status"]) for j in cancelled] == [(1, "cancelled")]  # type: ignore[index,union-attr]
+    assert cli.json("autostop", "dev", "-i", "30") == {
+        "cluster": "dev",
+        "idle_minutes": 30,
+        "down": False,
+    }
+    assert cli.json("stop", "dev", "-y") == {"stop": ["dev"], "left": []}
+    assert cli.json("start", "dev") == {"start": ["dev"], "left": []}
+    assert cli.json("down", "-a", "-y") == {"down": ["dev"], "left": []}
+    assert cli.json("down", "-a", "-y") == {"down": [], "left": []}
+
+
 def test_stop_start_and_autostop(cli: Cli) -> None:
     cli("launch", "-c", "dev", "--infra", "local")
     cli("stop", "dev", "-y")

@@ -354,13 +354,19 @@ def logs(cluster: str, job_id: int | None, follow: bool) -> None:
 @click.argument("job_ids", nargs=-1, type=int)
 @click.option("--all", "-a", "all_jobs", is_flag=True, help="Cancel every active job.")
 @yes_option
-def cancel(cluster: str, job_ids: tuple[int, ...], all_jobs: bool, yes: bool) -> None:
+@json_option
+def cancel(
+    cluster: str, job_ids: tuple[int, ...], all_jobs: bool, yes: bool, as_json: bool
+) -> None:
     """Cancel jobs on CLUSTER."""
     if not job_ids and not all_jobs:
         raise click.UsageError("name the job ids to cancel, or pass --all")
     _confirm(yes, f"cancel {'all active jobs' if all_jobs else 'these jobs'} on {cluster}?")
     with _session() as session:
         done = session.cancel(cluster, None if all_jobs else list(job_ids))
+    if as_json:
+        render.emit_json([_job_json(j) for j in done])
+        return
     render.echo(f"cancelled {len(done)} job(s): {', '.join(str(j.job_id) for j in done) or '-'}")
 
 
@@ -372,9 +378,11 @@ def _each(
     *,
     every: bool = False,
     status: Any = None,
+    as_json: bool = False,
 ) -> None:
     """Do `action` to each named cluster, or with `every` to each cluster (in `status` if
-    given) except those a managed job owns: its controller looks after them."""
+    given) except those a managed job owns: its controller looks after them. With `as_json`,
+    print `{"<verb>": [names done], "left": [names left to the controller]}`."""
     if every and names:
         raise click.UsageError(f"name the cluster(s) to {verb} or pass --all, not both")
     if not names and not every:
@@ -385,19 +393,25 @@ def _each(
             found = [r for r in session.store.clusters() if status is None or r.status == status]
             names = tuple(r.name for r in found if r.name not in owned)
             left = sorted(r.name for r in found if r.name in owned)
-            if left:
+            if left and not as_json:
                 render.echo(
                     f"leaving {', '.join(left)} to the managed-job controller "
                     "(`skyplan jobs cancel` ends their jobs)",
                     err=True,
                 )
-            if not names:
+            if not names and not as_json:
                 render.echo(f"no cluster to {verb}", err=True)
                 return
-        _confirm(yes, f"{verb} {', '.join(names)}?")
+        else:
+            left = []
+        if names:
+            _confirm(yes, f"{verb} {', '.join(names)}?")
         for name in names:
             action(session, name)
-            render.echo(f"{name}: {verb} done")
+            if not as_json:
+                render.echo(f"{name}: {verb} done")
+    if as_json:
+        render.emit_json({verb: list(names), "left": left})
 
 
 all_clusters_option = click.option(
@@ -409,7 +423,8 @@ all_clusters_option = click.option(
 @click.argument("clusters", nargs=-1)
 @all_clusters_option
 @yes_option
-def stop(clusters: tuple[str, ...], every: bool, yes: bool) -> None:
+@json_option
+def stop(clusters: tuple[str, ...], every: bool, yes: bool, as_json: bool) -> None:
     """Stop clusters, keeping their disks (cancels their jobs)."""
     _each(
         clusters,
@@ -418,15 +433,17 @@ def stop(clusters: tuple[str, ...], every: bool, yes: bool) -> None:
         lambda s, n: s.stop(n),
         every=every,
         status=skyplan.ClusterStatus.UP,
+        as_json=as_json,
     )
 
 
 @click.command()
 @click.argument("clusters", nargs=-1)
 @yes_option
-def start(clusters: tuple[str, ...], yes: bool) -> None:
+@json_option
+def start(clusters: tuple[str, ...], yes: bool, as_json: bool) -> None:
     """Start stopped clusters."""
-    _each(clusters, "start", True, lambda s, n: s.start(n))
+    _each(clusters, "start", True, lambda s, n: s.start(n), as_json=as_json)
 
 
 def _down(session: Any, name: str) -> None:
@@ -442,9 +459,10 @@ def _down(session: Any, name: str) -> None:
 @click.argument("clusters", nargs=-1)
 @all_clusters_option
 @yes_option
-def down(clusters: tuple[str, ...], every: bool, yes: bool) -> None:
+@json_option
+def down(clusters: tuple[str, ...], every: bool, yes: bool, as_json: bool) -> None:
     """Tear clusters down: delete every node, then the record."""
-    _each(clusters, "down", yes, _down, every=every)
+    _each(clusters, "down", yes, _down, every=every, as_json=as_json)
 
 
 @click.command()
@@ -452,12 +470,19 @@ def down(clusters: tuple[str, ...], every: bool, yes: bool) -> None:
 @click.option("--idle-minutes", "-i", type=click.IntRange(min=0), help="Idle minutes.")
 @click.option("--down", is_flag=True, help="Tear down instead of stopping.")
 @click.option("--cancel", is_flag=True, help="Turn autostop off.")
-def autostop(cluster: str, idle_minutes: int | None, down: bool, cancel: bool) -> None:
+@json_option
+def autostop(
+    cluster: str, idle_minutes: int | None, down: bool, cancel: bool, as_json: bool
+) -> None:
     """Stop (or tear down) CLUSTER after it has been idle for some minutes."""
     if cancel == (idle_minutes is not None):
         raise click.UsageError("give either -i MINUTES or --cancel")
     with _session() as session:
         session.autostop(cluster, None if cancel else idle_minutes, down=down)
+    if as_json:
+        minutes = None if cancel else idle_minutes
+        render.emit_json({"cluster": cluster, "idle_minutes": minutes, "down": down})
+        return
     what = "off" if cancel else f"after {idle_minutes} idle minute(s), {'down' if down else 'stop'}"
     render.echo(f"{cluster}: autostop {what}")
 

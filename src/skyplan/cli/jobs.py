@@ -213,12 +213,18 @@ def logs(job: str, follow: bool, controller: bool) -> None:
 @click.option("--name", "-n", help="Cancel the active jobs of this name.")
 @click.option("--all", "-a", "all_jobs", is_flag=True, help="Cancel every active job.")
 @yes_option
-def cancel(jobs: tuple[str, ...], name: str | None, all_jobs: bool, yes: bool) -> None:
+@json_option
+def cancel(
+    jobs: tuple[str, ...], name: str | None, all_jobs: bool, yes: bool, as_json: bool
+) -> None:
     """Cancel managed jobs by id, by name, or all."""
     if sum(bool(x) for x in (jobs, name, all_jobs)) != 1:
         raise click.UsageError("give job ids, or --name NAME, or --all")
     _confirm(yes, f"cancel {'all active managed jobs' if all_jobs else 'these managed jobs'}?")
     with _session() as session:
         done = session.jobs.cancel(list(jobs), name=name, all_jobs=all_jobs)
+    if as_json:
+        render.emit_json([j.model_dump(mode="json") for j in done])
+        return
     ids = ", ".join(str(j.job_id) for j in done) or "-"
     render.echo(f"cancelling {len(done)} managed job(s): {ids}")
