@@ -133,11 +133,34 @@ def plan(
 
 
 def task_schema() -> dict[str, Any]:
-    """JSON Schema of a task document, for editors."""
-    schema = Task.model_json_schema(mode="validation")
-    schema["title"] = "skyplan task"
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    return schema
+    """JSON Schema of a task document, for editors: it accepts every document the parser
+    accepts, short forms and aliases included, and a pipeline's or job group's first
+    document when it only names the group."""
+    from skyplan.model.task import DagHeader
+
+    task = Task.model_json_schema(mode="validation", ref_template="#/$defs/{model}")
+    defs = task.pop("$defs", {})
+    header = DagHeader.model_json_schema(mode="validation")
+    defs["Task"] = task
+    defs["DagHeader"] = header
+    # Short forms the models' before-validators read (what pydantic cannot see):
+    # `readiness_probe: /health` is the probe's path; `gpus` is `accelerators`.
+    service = defs["ServiceSpec"]["properties"]
+    service["readiness_probe"] = {
+        "anyOf": [
+            {"type": "string", "description": "the path probed"},
+            {"$ref": "#/$defs/ReadinessProbe"},
+        ]
+    }
+    resources = defs["Resources"]["properties"]
+    resources["gpus"] = {**resources["accelerators"], "description": "alias of accelerators"}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "skyplan task",
+        "description": task.get("description", ""),
+        "anyOf": [{"$ref": "#/$defs/Task"}, {"$ref": "#/$defs/DagHeader"}],
+        "$defs": defs,
+    }
 
 
 def refresh_catalog(

@@ -13,10 +13,15 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
+import yaml
 from click.testing import CliRunner, Result
 
+import skyplan
 from skyplan.cli.main import cli
+
+ROOT = Path(__file__).resolve().parents[2]
 
 HEADER = (
     "cloud,region,zone,instance_type,accelerator,accelerator_count,vcpus,memory_gib,"
@@ -382,7 +387,32 @@ def test_schema_task() -> None:
     assert result.exit_code == 0
     schema = json.loads(result.stdout)
     assert schema["title"] == "skyplan task"
-    assert {"resources", "run", "num_nodes", "service"} <= set(schema["properties"])
+    task = schema["$defs"]["Task"]
+    assert {"resources", "run", "num_nodes", "service"} <= set(task["properties"])
+
+
+def _task_files() -> list[Path]:
+    files = sorted((ROOT / "examples").rglob("*.yaml"))
+    compat = ROOT.parent / "shared" / "compat" / "skypilot-examples"
+    return files + (sorted(compat.glob("*.yaml")) if compat.is_dir() else [])
+
+
+def test_the_schema_accepts_every_document_the_parser_accepts() -> None:
+    # 21 SkyPilot examples and examples/serve.yaml failed it (`readiness_probe: /health`,
+    # `gpus:`, a job group's first document).
+    validator = jsonschema.Draft202012Validator(json.loads(invoke("schema", "task").stdout))
+    rejected = {}
+    for path in _task_files():
+        try:
+            skyplan.load_task(path)
+        except skyplan.SkyplanError:
+            continue
+        for document in yaml.safe_load_all(path.read_text()):
+            error = jsonschema.exceptions.best_match(validator.iter_errors(document or {}))
+            if error is not None:
+                rejected[path.name] = error.message
+    assert rejected == {}
+    assert not validator.is_valid({"resources": {"acelerators": "A100"}})
 
 
 def test_show_gpus_table(catalog: Path) -> None:
