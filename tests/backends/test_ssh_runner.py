@@ -234,3 +234,14 @@ def test_a_refused_client_key_is_an_auth_error(farm: SshdFarm, known: Path) -> N
         pytest.raises(AuthError, match="does not exist"),
     ):
         r.run("true")
+
+
+def test_put_leaves_out_what_skip_names(runner: SshRunner, farm: SshdFarm, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "venv" / "lib").mkdir(parents=True)
+    (src / "venv" / "lib" / "big.so").write_text("binary")
+    (src / "keep.py").write_text("kept")
+    (src / "out.log").write_text("log")
+    runner.put(src, "~/skipped", lambda path: path in ("venv/", "out.log"))
+    home = farm.hosts[HOST].home
+    assert sorted(p.name for p in (home / "skipped").iterdir()) == ["keep.py"]

@@ -396,6 +396,20 @@ def test_put_copies_a_tree_and_a_file(kube: Kube, provisioned: Provisioned, tmp_
     assert runner.run("cat ~/sky_workdir/c.txt").output == "C"
 
 
+def test_put_leaves_out_what_skip_names(
+    kube: Kube, provisioned: Provisioned, tmp_path: Path
+) -> None:
+    (node,) = provisioned()
+    runner = kube.backend().runner(node)
+    tree = tmp_path / "tree"
+    (tree / "venv" / "lib").mkdir(parents=True)
+    (tree / "venv" / "lib" / "big.so").write_text("binary")
+    (tree / "keep.py").write_text("kept")
+    (tree / "out.log").write_text("log")
+    runner.put(tree, "~/skipped", lambda path: path in ("venv/", "out.log"))
+    assert runner.run("cd ~/skipped && ls -A").output.split() == ["keep.py"]
+
+
 def test_a_runner_for_a_deleted_pod_is_transient(kube: Kube, provisioned: Provisioned) -> None:
     (node,) = provisioned()
     backend = kube.backend()

@@ -380,3 +380,20 @@ def test_a_task_files_relative_workdir_is_its_folder_from_the_library_too(
     lines: list[str] = []
     session.logs("w", result.job.job_id, follow=True, sink=lines.append)
     assert lines == ["the project's"]
+
+
+def test_a_launch_syncs_the_workdir_to_every_node_without_what_gitignore_names(
+    session: Session, tmp_path: Path
+) -> None:
+    # Every file was copied, node after node, whatever .gitignore said.
+    workdir = tmp_path / "project"
+    (workdir / "checkpoints").mkdir(parents=True)
+    (workdir / "checkpoints" / "step-1.pt").write_bytes(b"\0" * 1024)
+    (workdir / "train.py").write_text("print('train')\n")
+    (workdir / "run.log").write_text("old output\n")
+    (workdir / ".gitignore").write_text("checkpoints/\n*.log\n")
+    task = local_task(workdir=str(workdir), num_nodes=2)
+    session.launch(task, cluster="g", start_agent=False)
+    for node in session.store.nodes("g"):
+        synced = Path(node.extra["root"]) / "sky_workdir"
+        assert sorted(p.name for p in synced.iterdir()) == [".gitignore", "train.py"]

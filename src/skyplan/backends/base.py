@@ -50,9 +50,10 @@ class CommandRunner(Protocol):
         cannot be reached (the command may not have run), never for a non-zero exit."""
         ...
 
-    def put(self, local: Path, remote: str) -> None:
+    def put(self, local: Path, remote: str, skip: Callable[[str], bool] | None = None) -> None:
         """Copy a local file or directory (recursively) to `remote` on the node; `~` at its
-        start is the node's home. Creates parent directories."""
+        start is the node's home. Creates parent directories. `skip(path)` leaves out a path
+        relative to `local` (POSIX form; a directory with a trailing `/`, not descended)."""
         ...
 
     def close(self) -> None:

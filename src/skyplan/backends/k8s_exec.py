@@ -29,7 +29,7 @@ import shlex
 import tarfile
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -298,13 +298,19 @@ class ExecRunner:
             return RunResult(TIMEOUT_EXIT, "".join(kept), timed_out=True)
         return RunResult(code, "".join(kept))
 
-    def put(self, local: Path, remote: str) -> None:
+    def put(self, local: Path, remote: str, skip: Callable[[str], bool] | None = None) -> None:
         remote = remote.rstrip("/") or "/"
         members = sorted(local.iterdir()) if local.is_dir() else [local]
+
+        def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+            if skip is None or not local.is_dir():
+                return info
+            return None if skip(info.name + ("/" if info.isdir() else "")) else info
+
         with tempfile.TemporaryFile(prefix="skyplan-put-") as archive:
             with tarfile.open(fileobj=archive, mode="w", format=tarfile.GNU_FORMAT) as tar:
                 for path in members:
-                    tar.add(path, arcname=path.name, recursive=True)
+                    tar.add(path, arcname=path.name, recursive=True, filter=keep)
             size = archive.tell()
             archive.seek(0)
             script = _unpack_script(size, remote, None if local.is_dir() else local.name)

@@ -15,7 +15,7 @@ import shutil
 import signal
 import subprocess
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from skyplan.backends.base import LineSink, RunResult
@@ -106,11 +106,23 @@ class LocalRunner:
                 proc.stdout.close()
         return RunResult(code, "".join(kept), timed_out.is_set())
 
-    def put(self, local: Path, remote: str) -> None:
+    def put(self, local: Path, remote: str, skip: Callable[[str], bool] | None = None) -> None:
         target = self._path(remote)
         target.parent.mkdir(parents=True, exist_ok=True)
         if local.is_dir():
-            shutil.copytree(local, target, dirs_exist_ok=True, symlinks=True)
+
+            def ignored(folder: str, names: list[str]) -> list[str]:
+                if skip is None:
+                    return []
+                rel = Path(folder).relative_to(local).as_posix()
+                prefix = "" if rel == "." else f"{rel}/"
+                return [
+                    n
+                    for n in names
+                    if skip(prefix + n + ("/" if (Path(folder) / n).is_dir() else ""))
+                ]
+
+            shutil.copytree(local, target, dirs_exist_ok=True, symlinks=True, ignore=ignored)
         else:
             shutil.copy2(local, target)
 

@@ -26,7 +26,7 @@ import shlex
 import stat
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -361,7 +361,7 @@ class SshRunner:
             return posixpath.normpath(remote)
         return posixpath.normpath(f"{self.home()}/{remote}")
 
-    def put(self, local: Path, remote: str) -> None:
+    def put(self, local: Path, remote: str, skip: Callable[[str], bool] | None = None) -> None:
         target = self.remote_path(remote)
         for attempt in (1, 2):
             transport = self._connected().get_transport()
@@ -377,7 +377,7 @@ class SshRunner:
             sftp.get_channel().settimeout(max(60.0, self.connect_timeout))
             _makedirs(sftp, posixpath.dirname(target))
             if local.is_dir() and not local.is_symlink():
-                _put_tree(sftp, local, target)
+                _put_tree(sftp, local, target, skip)
             else:
                 _put_file(sftp, local, target)
         except (paramiko.SSHException, EOFError, OSError) as err:
@@ -439,13 +439,17 @@ def _put_file(sftp: Any, local: Path, target: str) -> None:
     sftp.chmod(target, stat.S_IMODE(local.stat().st_mode))
 
 
-def _put_tree(sftp: Any, local: Path, target: str) -> None:
+def _put_tree(sftp: Any, local: Path, target: str, skip: Callable[[str], bool] | None) -> None:
     """Copy a directory like `shutil.copytree(..., dirs_exist_ok=True, symlinks=True)`."""
     for top, dirs, files in os.walk(local):
         rel = Path(top).relative_to(local).as_posix()
         remote_top = target if rel == "." else f"{target}/{rel}"
         if _exists(sftp, remote_top) is None:
             sftp.mkdir(remote_top)
+        if skip is not None:
+            prefix = "" if rel == "." else f"{rel}/"
+            files[:] = [n for n in files if not skip(prefix + n)]
+            dirs[:] = [n for n in dirs if not skip(prefix + n + "/")]
         for name in files:
             _put_file(sftp, Path(top) / name, f"{remote_top}/{name}")
         for name in list(dirs):

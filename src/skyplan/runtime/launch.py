@@ -19,6 +19,7 @@ import shlex
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,6 +50,7 @@ from skyplan.model.state import (
 )
 from skyplan.runtime import node_jobs
 from skyplan.runtime.lease import held
+from skyplan.runtime.sync import skip_for
 from skyplan.state import Store
 
 #: Re-plans outside the blocklist; raises NoFeasiblePlacement when nothing is left.
@@ -329,15 +331,22 @@ class Launcher:
     # -- sync and setup -----------------------------------------------------------------------
 
     def sync(self, spec: LaunchSpec, backend: Backend, nodes: list[Node]) -> None:
-        """Copy the task's workdir and local file mounts to every node."""
+        """Copy the task's workdir and local file mounts to every node, the nodes at once; a
+        directory's `.skyignore` (else its `.gitignore`) leaves paths out."""
         mounts = _mounts(spec)
         if not mounts:
             return
         self.say(f"syncing {len(mounts)} path(s) to {len(nodes)} node(s)")
-        for node in nodes:
+        skips = {remote: skip_for(local) for remote, local in mounts.items()}
+
+        def one(node: Node) -> None:
             runner = backend.runner(node)
             for remote, local in mounts.items():
-                runner.put(local, remote)
+                runner.put(local, remote, skips[remote])
+
+        with ThreadPoolExecutor(max_workers=min(len(nodes), 16) or 1) as pool:
+            for done in [pool.submit(one, node) for node in nodes]:
+                done.result()  # the first node's error, as a serial sync raised it
 
     def _setup(self, spec: LaunchSpec, backend: Backend, nodes: list[Node]) -> None:
         if not spec.task.setup:
