@@ -45,3 +45,22 @@ def test_a_rule_name_written_with_escapes_cannot_retitle_the_terminal(tmp_path: 
 def test_safe_keeps_text_and_layout_and_writes_out_what_a_terminal_acts_on() -> None:
     assert safe("naïve 👍 [x]\tcol\nnext\r\n") == "naïve 👍 [x]\tcol\nnext\\x0d\n"
     assert safe("\x1b[31m\x9b\x7f\u200b\u2028\u2066") == "\\x1b[31m\\x9b\\x7f\\u200b\\u2028\\u2066"
+
+
+def test_piped_tables_are_plain_columns(tmp_path: Path) -> None:
+    # Piped output was the terminal's box-drawn table without colour.
+    task = tmp_path / "task.yaml"
+    task.write_text("resources:\n  accelerators: A100:8\n")
+    output = run("plan", str(task))
+    assert not set("│┃━─┏┗") & set(output)
+    header = next(line for line in output.splitlines() if "INSTANCE" in line)
+    assert header.split() == [
+        "INFRA",
+        "INSTANCE",
+        "vCPUs",
+        "Mem(GiB)",
+        "GPUS",
+        "SPOT",
+        "NODES",
+        "$/h",
+    ]

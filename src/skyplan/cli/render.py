@@ -42,10 +42,17 @@ def _escaped(match: re.Match[str]) -> str:
 
 
 class _Console(Console):
-    """A console whose every string, table cell and title included, goes through `safe`."""
+    """A console whose every string, table cell and title included, goes through `safe`, and
+    whose tables are plain columns (no box drawing) when it does not write to a terminal."""
 
     def render_str(self, text: str, **kwargs: Any) -> Text:
         return super().render_str(safe(text), **kwargs)
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        if not self.is_terminal:
+            for table in (o for o in objects if isinstance(o, Table)):
+                table.box, table.show_edge, table.pad_edge = None, False, False
+        super().print(*objects, **kwargs)
 
 
 def console(stderr: bool = False) -> Console:
