@@ -7,8 +7,11 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import shutil
 import signal
+import subprocess
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,7 +23,7 @@ from skyplan.errors import ClusterStateError, JobNotFound, TransientError
 from skyplan.execution.session import Session
 from skyplan.model.node import Node, NodeStatus
 from skyplan.model.state import ClusterStatus, JobDemand, JobStatus
-from skyplan.runtime import JobQueue, fit
+from skyplan.runtime import JobQueue, fit, node_jobs
 from skyplan.state import Store
 from tests.runtime.conftest import (
     ClusterFactory,
@@ -416,3 +419,26 @@ def test_a_node_that_misses_two_polls_in_a_row_loses_its_jobs(
     assert [n.status for n in nodes] == [NodeStatus.RUNNING, NodeStatus.UNREACHABLE]
     moves = [e.new for e in session.events("c")]
     assert moves.index("unreachable (node 1)") < moves.index("lost")
+
+
+def test_a_log_follower_ends_when_its_node_is_torn_down(tmp_path: Path) -> None:
+    # A follower left behind (by a Ctrl-C detach, or a dropped client) waited for ever once the
+    # node's directory was deleted: the job's rc file could never appear. Leftover followers
+    # from earlier test runs were still spinning on this machine.
+    root = tmp_path / "node"
+    job = root / "jobs" / "1"
+    job.mkdir(parents=True)
+    (job / "log").write_text("line\n")
+    follower = subprocess.Popen(
+        ["bash", "-c", node_jobs.log_script(str(root), 1, follow=True)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(0.5)
+        assert follower.poll() is None  # the job has not ended: it follows
+        shutil.rmtree(root)
+        out, _ = follower.communicate(timeout=10)
+    finally:
+        follower.kill()
+    assert out == "line\n"

@@ -132,14 +132,16 @@ def kill_script(root: str, job_id: int | str) -> str:
 
 
 def log_script(root: str, job_id: int, follow: bool) -> str:
-    """Print a job's log; with `follow`, keep printing until the job has ended."""
+    """Print a job's log; with `follow`, keep printing until the job has ended, or until the
+    node's directory is gone (a node torn down: the follower used to wait for ever)."""
     d = shlex.quote(job_dir(root, job_id))
     if not follow:
         return f"cat {d}/log 2>/dev/null; true"
+    alive = f"[ -d {shlex.quote(root)} ]"
     return (
-        f"while [ ! -f {d}/log ] && [ ! -f {d}/rc ]; do sleep 0.2; done; "
+        f"while {alive} && [ ! -f {d}/log ] && [ ! -f {d}/rc ]; do sleep 0.2; done; "
         f"tail -n +1 -f {d}/log 2>/dev/null & t=$!; "
-        f"while [ ! -f {d}/rc ] && "
+        f"while {alive} && [ ! -f {d}/rc ] && "
         f'{{ [ ! -s {d}/pgid ] || kill -0 -"$(cat {d}/pgid)" 2>/dev/null; }}; do sleep 0.3; done; '
         " sleep 0.3; kill $t 2>/dev/null; wait $t 2>/dev/null; true"
     )
