@@ -32,7 +32,7 @@ from skyplan.model import (
     Task,
     Verdict,
 )
-from skyplan.model.policy import kind_of
+from skyplan.model.policy import Origin, kind_of
 from skyplan.solver import policy as policy_stage
 from skyplan.solver.filters import (
     DEFAULT_FAMILY,
@@ -286,6 +286,10 @@ def _with_policy(filters: Sequence[Filter], stage: policy_stage.PolicyStage | No
     return [*filters[:at], *rules, *filters[at:], *limits]
 
 
+def _advisory(name: str, kind: str, note: str, origin: Origin | None) -> Verdict:
+    return Verdict(name=name, kind=kind, level="advisory", note=note, origin=origin)
+
+
 def _verdicts(
     policy: Policy,
     stage: policy_stage.PolicyStage,
@@ -326,32 +330,14 @@ def _verdicts(
             ok = bool(policy_stage.evaluate_row(rule.condition, winner_row, ctx))
             satisfied = ok if rule.effect == "require" else not ok
             note = "the choice satisfies it" if satisfied else "advisory: the choice violates it"
-        out.append(
-            Verdict(
-                name=rule.name,
-                kind=rule.effect,
-                level="advisory",
-                removed=0,
-                note=note,
-                origin=rule.origin,
-            )
-        )
+        out.append(_advisory(rule.name, rule.effect, note, rule.origin))
     for limit in stage.advisory_limits:
         note = unplaced
         if winner_row is not None:
             frame = pl.DataFrame([winner_row])
             fits = bool(frame.select(limit.expr(None)).item())  # type: ignore[arg-type]
             note = "the choice fits it" if fits else "advisory: the choice exceeds it"
-        out.append(
-            Verdict(
-                name=limit.rule_name,
-                kind=limit.name,
-                level="advisory",
-                removed=0,
-                note=note,
-                origin=limit.limit.origin,
-            )
-        )
+        out.append(_advisory(limit.rule_name, limit.name, note, limit.limit.origin))
     for bound, reason in stage.overridden:
         out.append(
             Verdict(
