@@ -1,7 +1,8 @@
 """Backends: the `Backend` protocol (`base`) and its adapters, registered by cloud name.
 
 Adapters import their SDKs (paramiko, kubernetes, libcloud) only when built, so listing or
-looking up a backend costs nothing.
+looking up a backend costs nothing; a backend whose SDK is not installed (an extra not chosen,
+`skyplan[aws]`) is built as a `NotInstalled` stand-in that says what to install.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from skyplan.backends.base import (
     CommandRunner,
     RunResult,
 )
+from skyplan.backends.installed import needs
 from skyplan.registry import Registry
 
 
@@ -22,30 +24,35 @@ def _local(settings: BackendSettings) -> Backend:
     return LocalBackend(settings.home)
 
 
+@needs("ssh")
 def _ssh(settings: BackendSettings) -> Backend:
     from skyplan.backends.ssh import SshBackend
 
     return SshBackend(settings.home, trust_new_hosts=settings.trust_new_host_keys)
 
 
+@needs("aws")
 def _aws(settings: BackendSettings) -> Backend:
     from skyplan.backends.ec2 import Ec2Backend
 
     return Ec2Backend(settings.home)
 
 
+@needs("gcp")
 def _gcp(settings: BackendSettings) -> Backend:
     from skyplan.backends.gce import GceBackend
 
     return GceBackend(settings.home)
 
 
+@needs("azure")
 def _azure(settings: BackendSettings) -> Backend:
     from skyplan.backends.azure import AzureBackend
 
     return AzureBackend(settings.home)
 
 
+@needs("kubernetes")
 def _kubernetes(settings: BackendSettings) -> Backend:
     from skyplan.backends.kubernetes import KubernetesBackend
 

@@ -10,6 +10,7 @@ status, malformed JSON, unexpected shape, unknown cloud or region) is a `Catalog
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import urllib.error
 from collections.abc import Callable
@@ -54,6 +55,11 @@ def _aws_libcloud(
 ) -> pl.DataFrame:
     from skyplan.catalog.fetchers import libcloud_ec2
 
+    if importlib.util.find_spec("libcloud") is None:
+        raise CatalogError(
+            "aws-libcloud reads apache-libcloud's bundled prices, and apache-libcloud is not"
+            " installed: pip install 'skyplan[aws]'"
+        )
     if endpoint is not None:
         raise CatalogError("aws-libcloud reads libcloud's bundled data; it takes no endpoint")
     frame = libcloud_ec2.build(regions=regions, progress=progress)
