@@ -1,5 +1,5 @@
-"""SshRunner against real sshd: commands, streaming, env and cwd, timeouts, SFTP uploads,
-reconnection, unreachable hosts, and host-key pinning."""
+"""SshRunner against real sshd: commands, streaming, env and cwd, timeouts, uploads (one tar
+stream, or SFTP on a host without tar), reconnection, unreachable hosts, and host-key pinning."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 
 from skyplan.backends.base import CommandRunner
 from skyplan.backends.ssh_runner import TIMEOUT_EXIT, SshRunner
-from skyplan.errors import AuthError, Scope, TransientError
+from skyplan.errors import AuthError, InvalidRequestError, Scope, TransientError
 from tests.backends.sshd import SshdFarm
 
 HOST = 0
@@ -46,6 +46,16 @@ def runner(farm: SshdFarm, known: Path) -> Iterator[SshRunner]:
     r = make_runner(farm, known)
     yield r
     r.close()
+
+
+@pytest.fixture(params=["archive", "sftp"])
+def copier(
+    request: pytest.FixtureRequest, runner: SshRunner, monkeypatch: pytest.MonkeyPatch
+) -> SshRunner:
+    """The runner, copying as it does to a host with `tar` (one archive) and without (SFTP)."""
+    if request.param == "sftp":
+        monkeypatch.setattr(runner, "has_tar", lambda: False)
+    return runner
 
 
 def test_it_is_a_command_runner(runner: SshRunner) -> None:
@@ -130,7 +140,7 @@ def test_one_runner_serves_many_threads_at_once(runner: SshRunner) -> None:
 
 
 def test_put_copies_a_file_and_a_tree_under_the_remote_home(
-    runner: SshRunner, farm: SshdFarm, tmp_path: Path
+    copier: SshRunner, farm: SshdFarm, tmp_path: Path
 ) -> None:
     src = tmp_path / "src"
     (src / "pkg" / "deep").mkdir(parents=True)
@@ -141,24 +151,24 @@ def test_put_copies_a_file_and_a_tree_under_the_remote_home(
     single = tmp_path / "one.txt"
     single.write_text("one")
 
-    runner.put(src, "~/sky_workdir")
-    runner.put(single, "~/a/b/c/one.txt")
+    copier.put(src, "~/sky_workdir")
+    copier.put(single, "~/a/b/c/one.txt")
     (src / "extra.txt").write_text("more")
-    runner.put(src, "~/sky_workdir")  # into an existing directory: merged
+    copier.put(src, "~/sky_workdir")  # into an existing directory: merged
 
     home = farm.hosts[HOST].home
     assert (home / "sky_workdir/pkg/deep/data.txt").read_text() == "data"
     assert os.readlink(home / "sky_workdir/pkg/link") == "deep/data.txt"
     assert (home / "sky_workdir/extra.txt").read_text() == "more"
     assert (home / "a/b/c/one.txt").read_text() == "one"
-    assert runner.run("./run.sh", cwd="~/sky_workdir").output == "hi\n"
+    assert copier.run("./run.sh", cwd="~/sky_workdir").output == "hi\n"
 
 
-def test_put_to_an_absolute_path(runner: SshRunner, farm: SshdFarm, tmp_path: Path) -> None:
+def test_put_to_an_absolute_path(copier: SshRunner, farm: SshdFarm, tmp_path: Path) -> None:
     single = tmp_path / "one.txt"
     single.write_text("one")
     target = farm.hosts[HOST].dir / "abs" / "one.txt"
-    runner.put(single, str(target))
+    copier.put(single, str(target))
     assert target.read_text() == "one"
 
 
@@ -236,12 +246,51 @@ def test_a_refused_client_key_is_an_auth_error(farm: SshdFarm, known: Path) -> N
         r.run("true")
 
 
-def test_put_leaves_out_what_skip_names(runner: SshRunner, farm: SshdFarm, tmp_path: Path) -> None:
+def test_put_leaves_out_what_skip_names(copier: SshRunner, farm: SshdFarm, tmp_path: Path) -> None:
     src = tmp_path / "src"
     (src / "venv" / "lib").mkdir(parents=True)
     (src / "venv" / "lib" / "big.so").write_text("binary")
     (src / "keep.py").write_text("kept")
     (src / "out.log").write_text("log")
-    runner.put(src, "~/skipped", lambda path: path in ("venv/", "out.log"))
+    copier.put(src, "~/skipped", lambda path: path in ("venv/", "out.log"))
     home = farm.hosts[HOST].home
     assert sorted(p.name for p in (home / "skipped").iterdir()) == ["keep.py"]
+
+
+def test_a_tree_of_many_files_arrives_whole_with_modes_and_links(
+    copier: SshRunner, farm: SshdFarm, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    for i in range(300):
+        (src / f"d{i % 7}").mkdir(parents=True, exist_ok=True)
+        (src / f"d{i % 7}" / f"f{i}.txt").write_text(f"file {i}\n" * (i % 50))
+    (src / "d0" / "f0.txt").chmod(0o600)
+    (src / "bin").mkdir()
+    (src / "bin" / "tool").write_text("#!/bin/sh\necho tool\n")
+    (src / "bin" / "tool").chmod(0o750)
+    (src / "linked").symlink_to("d1")
+    (src / "empty").mkdir()
+    copier.put(src, "~/many")
+    dest = farm.hosts[HOST].home / "many"
+    sent = sorted(p.relative_to(src).as_posix() for p in src.rglob("*"))
+    assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*")) == sent
+    for i in range(300):
+        name = f"d{i % 7}/f{i}.txt"
+        assert (dest / name).read_text() == (src / name).read_text()
+    assert (dest / "d0" / "f0.txt").stat().st_mode & 0o777 == 0o600
+    assert (dest / "bin" / "tool").stat().st_mode & 0o777 == 0o750
+    assert os.readlink(dest / "linked") == "d1"
+    assert copier.run("bin/tool", cwd="~/many").output == "tool\n"
+
+
+def test_a_copy_the_host_refuses_is_an_error_naming_the_target_and_the_runner_goes_on(
+    copier: SshRunner, farm: SshdFarm, tmp_path: Path
+) -> None:
+    (farm.hosts[HOST].home / "taken").write_text("a file, not a directory")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("a")
+    with pytest.raises(InvalidRequestError, match=r"cannot copy .*taken/inside") as caught:
+        copier.put(src, "~/taken/inside")
+    assert caught.value.scope == Scope("ssh", "lab")
+    assert copier.run("echo still here").output == "still here\n"

@@ -1,5 +1,6 @@
-"""What of a workdir is synced: `.skyignore` if there is one, else `.gitignore` (as SkyPilot
-does). Before, every file was copied, `.venv/` and checkpoints included."""
+"""What of a workdir is synced: `.skyignore` if there is one, else every `.gitignore` in the
+tree, each over its own folder (as SkyPilot does). Before, every file was copied, `.venv/` and
+checkpoints included; then only the top `.gitignore` was read."""
 
 from __future__ import annotations
 
@@ -29,3 +30,33 @@ def test_without_an_ignore_file_everything_is_synced(tmp_path: Path) -> None:
     assert skip_for(tmp_path) is None
     (tmp_path / "file.txt").write_text("x")
     assert skip_for(tmp_path / "file.txt") is None
+
+
+def test_a_nested_gitignore_rules_its_own_folder_and_overrides_its_parent(tmp_path: Path) -> None:
+    (tmp_path / ".gitignore").write_text("*.log\n")
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / ".gitignore").write_text("dist/\n!access.log\n")
+    skip = skip_for(tmp_path)
+    assert skip is not None
+    assert skip("web/dist/") and not skip("dist/")  # only under its own folder
+    assert skip("web/error.log") and skip("train.log")  # the parent's rule still holds
+    assert not skip("web/access.log") and skip("access.log")  # the deeper file decides
+
+
+def test_gitignores_inside_an_ignored_folder_are_not_read(tmp_path: Path) -> None:
+    (tmp_path / ".gitignore").write_text(".venv/\n")
+    (tmp_path / ".venv" / "lib").mkdir(parents=True)
+    (tmp_path / ".venv" / ".gitignore").write_text("!*\n")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / ".gitignore").write_text("*.pyc\n")
+    skip = skip_for(tmp_path)
+    assert skip is not None
+    assert skip(".venv/") and skip("src/a.pyc") and not skip("src/a.py")
+
+
+def test_only_a_nested_gitignore_is_enough(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / ".gitignore").write_text("*.bin\n")
+    skip = skip_for(tmp_path)
+    assert skip is not None
+    assert skip("data/w.bin") and not skip("w.bin")
