@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,8 @@ for _name in (
     os.environ.pop(_name, None)
 if os.environ.get("SKYPLAN_REAL_K8S") != "1":
     os.environ["KUBECONFIG"] = os.devnull
+# Prepared catalogs are cached in a folder of the test run's own, never the user's ~/.cache.
+os.environ["SKYPLAN_CACHE_DIR"] = tempfile.mkdtemp(prefix="skyplan-test-cache-")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import polars as pl
 
-from skyplan.catalog import native, skypilot
+from skyplan.catalog import native, prepared, skypilot
 from skyplan.catalog import schema as c
 from skyplan.errors import CatalogError
 
-_CACHE: dict[tuple[str, float], Catalog] = {}
+_CACHE: dict[tuple[str, str], Catalog] = {}
 
 
 class Catalog:
@@ -76,27 +76,23 @@ def default_catalog_path() -> Path:
     return Path(override) if override else _repo_default()
 
 
-def _stamp(path: Path) -> float:
-    if path.is_file():
-        return path.stat().st_mtime
-    return max((p.stat().st_mtime for p in path.rglob("*") if p.is_file()), default=0.0)
-
-
 def load_catalog(path: str | os.PathLike[str] | None = None) -> Catalog:
     """A catalog from `path`: skyplan's format (file or directory) or a SkyPilot v8 directory,
-    detected automatically; the shipped default when `path` is None. Cached until files change.
+    detected automatically; the shipped default when `path` is None. Cached in the process and,
+    prepared, on disk (`skyplan.catalog.prepared`) until its files change.
     """
     root = Path(path) if path is not None else default_catalog_path()
     if not root.exists():
         raise CatalogError(f"{root}: catalog not found")
-    key = (str(root.resolve()), _stamp(root))
+    stamp = prepared.fingerprint(root)
+    key = (str(root.resolve()), stamp)
     cached = _CACHE.get(key)
     if cached is not None:
         return cached
     if skypilot.is_skypilot_dir(root):
-        catalog = Catalog(lambda: skypilot.load(root), str(root))
+        catalog = Catalog(lambda: prepared.load(stamp, lambda: skypilot.load(root)), str(root))
     elif native.is_native(root):
-        catalog = Catalog(lambda: native.load(root), str(root))
+        catalog = Catalog(lambda: prepared.load(stamp, lambda: native.load(root)), str(root))
     else:
         raise CatalogError(
             f"{root}: not a catalog; expected skyplan CSV/Parquet files or a SkyPilot v8 "

@@ -281,15 +281,36 @@ def status(clusters: tuple[str, ...], refresh: bool, orphans: bool, as_json: boo
         out.print(f"orphaned: {name}: {len(nodes)} node(s); `skyplan down {name}` deletes them")
 
 
+#: Jobs `queue` shows per cluster on a terminal unless `--limit` says otherwise.
+TERMINAL_ROWS = 100
+
+
 @click.command()
 @click.argument("clusters", nargs=-1)
 @click.option("--all", "-a", "all_jobs", is_flag=True, help="Include finished jobs.")
+@click.option(
+    "--limit",
+    "-n",
+    type=click.IntRange(min=0),
+    help=f"Show the newest N jobs per cluster (default: {TERMINAL_ROWS} on a terminal, all"
+    " when piped or with --json; 0: all).",
+)
 @json_option
-def queue(clusters: tuple[str, ...], all_jobs: bool, as_json: bool) -> None:
+def queue(clusters: tuple[str, ...], all_jobs: bool, limit: int | None, as_json: bool) -> None:
     """Show the job queue of CLUSTERS (every cluster when none is named)."""
+    if limit is None and not as_json and sys.stdout.isatty():
+        limit = TERMINAL_ROWS
+    active = None if all_jobs else [skyplan.JobStatus.PENDING, skyplan.JobStatus.RUNNING]
     with _session(quiet=True) as session:
         names = list(clusters) or [r.name for r in session.store.clusters()]
-        queues = {name: session.queue(name, all_jobs=all_jobs) for name in names}
+        queues = {
+            name: session.queue(name, all_jobs=all_jobs, limit=limit or None) for name in names
+        }
+        hidden = {
+            name: session.store.count_jobs(name, active) - len(jobs)
+            for name, jobs in queues.items()
+            if limit and len(jobs) == limit
+        }
     if as_json:  # one list, each job naming its cluster
         render.emit_json([_job_json(j) for jobs in queues.values() for j in jobs])
         return
@@ -299,6 +320,9 @@ def queue(clusters: tuple[str, ...], all_jobs: bool, as_json: bool) -> None:
     for name, jobs in queues.items():
         title = f"cluster {name}" if len(queues) > 1 or not clusters else None
         out.print(_queue_table(jobs, title) if jobs else _no_jobs(title, all_jobs))
+        if hidden.get(name):
+            note = f"({hidden[name]:,} earlier job(s) not shown; --limit 0 shows all)"
+            render.echo(note, err=True)
 
 
 def _no_jobs(title: str | None, all_jobs: bool) -> str:
@@ -521,6 +545,3 @@ def events(cluster: str | None, limit: int, as_json: bool) -> None:
         job = f" job {e.job_id}" if e.job_id else ""
         stamp = e.at.isoformat(timespec="seconds")
         render.echo(f"{stamp} {e.cluster or '-'}{job} {e.kind} {move} {e.reason}".rstrip())
-
-
-COMMANDS = (launch, exec_, status, queue, logs, cancel, stop, start, down, autostop, check, events)

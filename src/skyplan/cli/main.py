@@ -5,6 +5,7 @@ Exit codes: 0 success; 1 the request cannot be satisfied; 2 invalid input or usa
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -13,9 +14,7 @@ from typing import Any
 import click
 
 import skyplan
-from skyplan.cli import clusters, render, show_gpus
-from skyplan.cli.admit import admit
-from skyplan.cli.jobs import jobs_group
+from skyplan.cli import render
 from skyplan.cli.options import (
     catalog_option,
     context_options,
@@ -26,15 +25,41 @@ from skyplan.cli.options import (
     resource_flags,
     resource_options,
 )
-from skyplan.cli.policy import policy_group
-from skyplan.cli.serve import serve_group
-from skyplan.cli.sim import sim_group
 
 EXIT_INTERNAL = 70
 
+#: Commands defined in other modules, imported only when run (or listed by `--help`), so a
+#: `plan` process never loads the store, the runtime or the simulator: name → "module:attr".
+LAZY = {
+    **{
+        name: f"skyplan.cli.clusters:{name}"
+        for name in ("launch", "status", "queue", "logs", "cancel", "stop", "start", "down")
+    },
+    "exec": "skyplan.cli.clusters:exec_",
+    "autostop": "skyplan.cli.clusters:autostop",
+    "check": "skyplan.cli.clusters:check",
+    "events": "skyplan.cli.clusters:events",
+    "jobs": "skyplan.cli.jobs:jobs_group",
+    "show-gpus": "skyplan.cli.show_gpus:show_gpus",
+    "policy": "skyplan.cli.policy:policy_group",
+    "admit": "skyplan.cli.admit:admit",
+    "serve": "skyplan.cli.serve:serve_group",
+    "sim": "skyplan.cli.sim:sim_group",
+}
+
 
 class _Group(click.Group):
-    """Turns every skyplan error into its message and exit code, never a traceback."""
+    """Turns every skyplan error into its message and exit code, never a traceback; loads the
+    `LAZY` commands on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in LAZY and cmd_name not in self.commands:
+            module, attr = LAZY[cmd_name].split(":")
+            self.add_command(getattr(importlib.import_module(module), attr), cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -169,16 +194,6 @@ def _plan_pipeline(
         out.print(line)
 
 
-cli.add_command(show_gpus.show_gpus)
-for _command in clusters.COMMANDS:
-    cli.add_command(_command)
-cli.add_command(policy_group)
-cli.add_command(admit)
-cli.add_command(serve_group)
-cli.add_command(sim_group)
-cli.add_command(jobs_group)
-
-
 @cli.group()
 def schema() -> None:
     """JSON Schemas of skyplan's input files."""
@@ -205,7 +220,9 @@ def catalog_show(catalog_path: Path | None, as_json: bool) -> None:
     if as_json:
         render.emit_json({"catalog": catalog.origin, "clouds": summary})
         return
-    render.console().print(show_gpus.summary_table(catalog.origin, summary))
+    from skyplan.cli.show_gpus import summary_table
+
+    render.console().print(summary_table(catalog.origin, summary))
 
 
 def _skyplan_home() -> Path:
