@@ -229,8 +229,14 @@ def _rank(
     ranked = pl.concat(frames, how="diagonal_relaxed")
     if SCORE not in ranked.columns:
         ranked = ranked.with_columns(pl.col(COST).alias(SCORE))
-    ranked = ranked.sort([SCORE, *_ORDER, "_option"], nulls_last=True, maintain_order=True)
-    best = ranked.unique(subset=[*_SHAPE, "_spot"], keep="first", maintain_order=True)
+    # Each shape's best row is among its rows of least score (one hash pass), so only those
+    # few are sorted by every key; the same rows, in the same order, as sorting them all.
+    group = [*_SHAPE, "_spot"]
+    least = pl.col(SCORE).eq_missing(pl.col(SCORE).min().over(group))
+    ranked = ranked.filter(least).sort(
+        [SCORE, *_ORDER, "_option"], nulls_last=True, maintain_order=True
+    )
+    best = ranked.unique(subset=group, keep="first", maintain_order=True)
     rows = best.to_dicts()
     winner, rest = rows[0], rows[1:]
     # Every other cloud's best first (the comparison users look for), then the cheapest others.
