@@ -824,6 +824,20 @@ def test_a_stage_that_runs_out_of_time_leaves_nobody_out_who_fits(
     admitted, _, _ = Reference(requests, catalog, QUOTA_4, {}).check(plan)
     assert len(admitted) == 3
     assert plan.status == "FEASIBLE"
+    # The gap covers every stage: a stage without a proof is not hidden behind a later 0 %.
+    assert plan.gap > 0
+
+
+def test_identical_requests_are_counted_as_one_kind_and_the_earliest_are_admitted() -> None:
+    """Requests equal in what placement reads (resources, nodes, team, priority) are one class
+    in the model, whatever their names: under a 4-GPU quota, the two-GPU job of higher priority
+    and the first two of 60 one-GPU jobs (by id) are admitted, the rest wait on the quota."""
+    requests = [make_request(f"job-{i:02d}", "T4:1") for i in range(60)]
+    requests.append(make_request("urgent", "T4:2", priority=1))
+    plan = plan_batch(requests, make_catalog(*GPU_ROWS), policy=QUOTA_4)
+    assert sorted(where(plan)) == ["job-00", "job-01", "urgent"]
+    assert (plan.status, plan.gap) == ("OPTIMAL", 0.0)
+    assert all(TEAM_GPUS in w.reason for w in plan.waiting) and len(plan.waiting) == 58
 
 
 # -- properties against a brute force ------------------------------------------------------------

@@ -8,9 +8,12 @@ A pure function: `plan_batch(requests, catalog, policy=..., usage=...) -> BatchP
 2. Decomposition: requests that share no limit or pool are independent; one that shares none
    takes its cheapest offer. The rest form components solved one by one.
 3. Per component: a greedy pass (priority first, then cheapest that fits) gives the first
-   feasible plan and CP-SAT's hint; CP-SAT then maximizes the number admitted, priority level
-   by priority level, and finally minimizes cost, each stage time-limited, with a fixed seed
-   and worker count. The best plan found and its proven gap are reported.
+   feasible plan and CP-SAT's hint. Requests equal in everything placement reads (resources,
+   node count, the fields rules and limits look at, priority) are one class, and CP-SAT counts
+   how many of each class take each candidate; it maximizes the number admitted, priority
+   level by priority level, and finally minimizes cost, each stage time-limited, with a fixed
+   seed and worker count, the whole inside the batch's wall-clock limit. The best plan found
+   is reported with the largest relative gap of any stage (0 only when every stage is proven).
 4. Every request left waiting gets the limits that keep it out.
 """
 
@@ -27,7 +30,7 @@ import polars as pl
 from skyplan.catalog import Catalog
 from skyplan.catalog import schema as c
 from skyplan.errors import NoFeasiblePlacement, Rejection
-from skyplan.model import Policy
+from skyplan.model import Offer, Policy
 from skyplan.model import policy as m
 from skyplan.model.batch import Admission, BatchPlan, BatchRequest, LimitUsage, Waiting
 from skyplan.model.policy import Budget, Level, Quota
@@ -168,6 +171,9 @@ class _Batch:
         self.keys: list[list[tuple[tuple[str, str, str], str]]] = []  # (limit key, metric)
         self.limits: dict[tuple[str, str, str], Limit] = {}
         self.unplaceable: dict[int, str] = {}
+        #: Per request, the keys its candidates and its limits were cached under: requests
+        #: equal in both (and in priority) are interchangeable, one class in the model.
+        self.kinds: list[tuple[object, ...]] = []
         # Requests that differ only in fields no rule reads share their candidates (and those
         # no limit reads share their limits): 10k requests need a few dozen evaluations.
         rule_fields, limit_fields = _reads(policy, limits=False), _reads(policy, limits=True)
@@ -178,8 +184,11 @@ class _Batch:
             ctx = req.context.model_copy(
                 update={"num_nodes": req.task.num_nodes, "name": req.task.name}
             )
-            task_json = tasks.setdefault(id(req.task), req.task.model_dump_json())
-            cache_key = (task_json, ctx.kind, *_key_of(ctx, rule_fields))
+            # Only what placement reads: the resources and the node count (a name, a command
+            # or envs, as every job of a sweep has its own, change nothing unless a rule reads
+            # them, and then they are among `rule_fields`).
+            shape = tasks.setdefault(id(req.task), req.task.resources.model_dump_json())
+            cache_key = (shape, req.task.num_nodes, ctx.kind, *_key_of(ctx, rule_fields))
             if cache_key not in cache:
                 frame = feasible_offers(req.task, catalog, policy=policy, context=ctx, limits=False)
                 cache[cache_key] = _candidates(frame, req.task.num_nodes, per_request)
@@ -190,6 +199,7 @@ class _Batch:
             if limit_key not in limit_cache:
                 limit_cache[limit_key] = self._limit_keys(req, ctx)
             self.keys.append(limit_cache[limit_key])
+            self.kinds.append((cache_key, limit_key, req.priority))
 
     def _why_not(self, req: BatchRequest) -> str:
         try:
@@ -294,8 +304,7 @@ class _Batch:
 class _Outcome:
     chosen: dict[int, int]
     optimal: bool
-    value: float
-    bound: float
+    gap: float  # the largest relative gap of any stage: 0 when every stage was proven
 
 
 def _pool_name(key: tuple[str, ...]) -> str:
@@ -306,106 +315,170 @@ def _limit_name(key: tuple[str, ...]) -> str:
     return _pool_name(key) if key[0] == "pool" else f"{key[0]} {key[1]!r} ({key[2]})"
 
 
+class _Model:
+    """A component as CP-SAT sees it: requests equal in candidates, limits and priority are one
+    class, and a variable counts how many of a class take each candidate (100,000 jobs from a
+    few hundred kinds are a few thousand integer variables, not 800,000 booleans). Counts are
+    handed back to requests in admission order (by id within a class), as the greedy does."""
+
+    def __init__(self, batch: _Batch, comp: Component, require_all: bool) -> None:
+        from ortools.sat.python import cp_model
+
+        self.batch = batch
+        self.model = cp_model.CpModel()
+        groups: dict[tuple[object, ...], list[int]] = {}
+        for r in batch.order(comp.requests):
+            groups.setdefault(batch.kinds[r], []).append(r)
+        self.classes = list(groups.values())
+        self.y: dict[tuple[int, int], Any] = {}
+        for k, members in enumerate(self.classes):
+            options = range(len(batch.cands[members[0]]))
+            for o in options:
+                self.y[k, o] = self.model.new_int_var(0, len(members), f"y{k}_{o}")
+            taken = sum(self.y[k, o] for o in options)
+            self.model.add(taken == len(members) if require_all else taken <= len(members))
+        terms: dict[tuple[str, ...], list[tuple[int, Any]]] = {}
+        caps: dict[tuple[str, ...], int] = {}
+        most: dict[tuple[str, ...], int] = {}  # what the key would count if all were admitted
+        for k, members in enumerate(self.classes):
+            rep = members[0]
+            for limit_key, metric in batch.keys[rep]:
+                caps[limit_key] = batch.limits[limit_key].cap
+                pairs = [(cand.metrics[metric], self.y[k, o]) for o, cand in self.options(k)]
+                terms.setdefault(limit_key, []).extend(pairs)
+                peak = max(coef for coef, _ in pairs) * len(members)
+                most[limit_key] = most.get(limit_key, 0) + peak
+            nodes = batch.requests[rep].task.num_nodes
+            for o, cand in self.options(k):
+                if cand.pool is not None:
+                    pool_key = ("pool", *cand.pool)
+                    caps[pool_key] = cand.capacity or 0
+                    terms.setdefault(pool_key, []).append((nodes, self.y[k, o]))
+                    most[pool_key] = most.get(pool_key, 0) + nodes * len(members)
+        self.switches: dict[tuple[str, ...], Any] = {}
+        for key, pairs in terms.items():
+            constraint = self.model.add(sum(coef * var for coef, var in pairs) <= caps[key])
+            # Only a limit the requests could exceed can be part of a conflict.
+            if require_all and most[key] > caps[key]:
+                self.switches[key] = self.model.new_bool_var(f"on:{_limit_name(key)}")
+                constraint.only_enforce_if(self.switches[key])
+
+    def options(self, k: int) -> list[tuple[int, Candidate]]:
+        return list(enumerate(self.batch.cands[self.classes[k][0]]))
+
+    def priority(self, k: int) -> int:
+        return self.batch.requests[self.classes[k][0]].priority
+
+    def cost(self) -> Any:
+        return sum(
+            cand.score * self.y[k, o]
+            for k in range(len(self.classes))
+            for o, cand in self.options(k)
+        )
+
+    def hint(self, chosen: Mapping[int, int]) -> None:
+        counts: dict[tuple[int, int], int] = {}
+        for k, members in enumerate(self.classes):
+            for r in members:
+                if r in chosen:
+                    counts[k, chosen[r]] = counts.get((k, chosen[r]), 0) + 1
+        self.model.clear_hints()  # type: ignore[no-untyped-call]
+        for key, var in self.y.items():
+            self.model.add_hint(var, counts.get(key, 0))
+
+    def chosen(self, solver: Any) -> dict[int, int]:
+        """The solution as request → candidate: each class's first members take its counts,
+        cheapest candidate first."""
+        out: dict[int, int] = {}
+        for k, members in enumerate(self.classes):
+            queue = iter(members)
+            for o, _ in self.options(k):
+                for _ in range(solver.value(self.y[k, o])):
+                    out[next(queue)] = o
+        return out
+
+
+def _stage_gap(solver: Any, maximize: bool) -> float:
+    value, bound = float(solver.objective_value), float(solver.best_objective_bound)
+    slack = bound - value if maximize else value - bound
+    return max(0.0, slack) / max(abs(value), 1.0)
+
+
 def _solve(
     batch: _Batch, comp: Component, hint: dict[int, int], time_limit: float, require_all: bool
 ) -> _Outcome:
     from ortools.sat.python import cp_model
 
-    model = cp_model.CpModel()
-    x: dict[tuple[int, int], Any] = {}
-    for r in comp.requests:
-        for o in range(len(batch.cands[r])):
-            x[r, o] = model.new_bool_var(f"x{r}_{o}")
-        chosen_vars = [x[r, o] for o in range(len(batch.cands[r]))]
-        if require_all:
-            model.add_exactly_one(chosen_vars)
-        else:
-            model.add_at_most_one(chosen_vars)
-    terms: dict[tuple[str, ...], list[tuple[int, Any]]] = {}
-    caps: dict[tuple[str, ...], int] = {}
-    for r in comp.requests:
-        for limit_key, metric in batch.keys[r]:
-            caps[limit_key] = batch.limits[limit_key].cap
-            terms.setdefault(limit_key, []).extend(
-                (cand.metrics[metric], x[r, o]) for o, cand in enumerate(batch.cands[r])
-            )
-        for o, cand in enumerate(batch.cands[r]):
-            if cand.pool is not None:
-                pool_key = ("pool", *cand.pool)
-                caps[pool_key] = cand.capacity or 0
-                terms.setdefault(pool_key, []).append((batch.requests[r].task.num_nodes, x[r, o]))
-    switches: dict[tuple[str, ...], Any] = {}
-    for key, pairs in terms.items():
-        constraint = model.add(sum(coef * var for coef, var in pairs) <= caps[key])
-        # Only a limit the requests could exceed can be part of a conflict.
-        if require_all and sum(coef for coef, _ in pairs) > caps[key]:
-            switches[key] = model.new_bool_var(f"on:{_limit_name(key)}")
-            constraint.only_enforce_if(switches[key])
+    built = _Model(batch, comp, require_all)
+    model = built.model
+    levels = (
+        []
+        if require_all
+        else sorted({built.priority(k) for k in range(len(built.classes))}, reverse=True)
+    )
+    stages = len(levels) + 1  # still to run, this one included
+    share = time_limit / stages
+    deadline = time.perf_counter() + time_limit
 
-    def solver(limit: float) -> Any:
+    def solver() -> Any:
         s = cp_model.CpSolver()
         s.parameters.random_seed = SEED
-        # One worker and a deterministic time limit: equal inputs give equal plans. The
-        # wall-clock limit is only a guard against a slow machine.
+        # One worker and a deterministic time limit: equal inputs give equal plans on any
+        # machine fast enough; the wall-clock limit, what is left of the component's share,
+        # holds on one that is not.
         s.parameters.num_workers = WORKERS
-        s.parameters.max_deterministic_time = max(0.05, limit)
-        s.parameters.max_time_in_seconds = max(0.5, 3 * limit)
+        s.parameters.max_deterministic_time = max(0.05, share)
+        left = deadline - time.perf_counter()
+        s.parameters.max_time_in_seconds = max(0.05, left / stages)
         return s
 
     if require_all:
-        return _solve_all(batch, model, x, switches, solver)
-    for (r, o), var in x.items():
-        model.add_hint(var, 1 if hint.get(r) == o else 0)
-    levels = sorted({batch.requests[r].priority for r in comp.requests}, reverse=True)
-    per_stage = time_limit / (len(levels) + 1)
-    optimal = True
+        return _solve_all(built, solver)
+    built.hint(hint)
+    optimal, gap = True, 0.0
     current = dict(hint)
     for level in levels:
         members = [r for r in comp.requests if batch.requests[r].priority == level]
-        at_level = [x[r, o] for (r, o) in x if batch.requests[r].priority == level]
+        at_level = [var for (k, _), var in built.y.items() if built.priority(k) == level]
         admitted = sum(1 for r in members if r in current)
         if admitted == len(members):
             model.add(sum(at_level) == admitted)  # everyone at this level fits: nothing to search
+            stages -= 1
             continue
         model.maximize(sum(at_level))
-        s = solver(per_stage)
+        s = solver()
         status = s.solve(model)
         if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             optimal &= status == cp_model.OPTIMAL
-            current = {r: o for (r, o), var in x.items() if s.value(var)}
+            gap = max(gap, _stage_gap(s, maximize=True))
+            current = built.chosen(s)
             admitted = sum(1 for r in members if r in current)
         else:
-            optimal = False  # out of time without a plan: keep what the hint admits
+            optimal, gap = False, 1.0  # out of time without a plan: keep what the hint admits
         model.add(sum(at_level) >= admitted)
-        model.clear_hints()  # type: ignore[no-untyped-call]
-        for (r, o), var in x.items():
-            model.add_hint(var, 1 if current.get(r) == o else 0)
-    model.minimize(sum(batch.cands[r][o].score * var for (r, o), var in x.items()))
-    s = solver(per_stage)
+        built.hint(current)
+        stages -= 1
+    stages = 1
+    model.minimize(built.cost())
+    s = solver()
     status = s.solve(model)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        value = float(sum(batch.cands[r][o].score for r, o in current.items()))
-        return _Outcome(current, False, value, 0.0)
+        return _Outcome(current, False, 1.0)
     optimal &= status == cp_model.OPTIMAL
-    chosen = {r: o for (r, o), var in x.items() if s.value(var)}
-    return _Outcome(chosen, optimal, s.objective_value, s.best_objective_bound)
+    return _Outcome(built.chosen(s), optimal, max(gap, _stage_gap(s, maximize=False)))
 
 
-def _solve_all(
-    batch: _Batch,
-    model: Any,
-    x: dict[tuple[int, int], Any],
-    switches: dict[tuple[str, ...], Any],
-    solver: Any,
-) -> _Outcome:
+def _solve_all(built: _Model, solver: Any) -> _Outcome:
     """Every request admitted, at the least cost; or the smallest set of limits that conflict
     (assumptions, shrunk one by one: feasibility-only solves)."""
     from ortools.sat.python import cp_model
 
+    model, switches = built.model, built.switches
+
     def feasible(keys: list[tuple[str, ...]]) -> tuple[int, Any]:
         model.clear_assumptions()
         model.add_assumptions([switches[k] for k in keys])
-        s = solver(5.0)
+        s = solver()
         return s.solve(model), s
 
     status, s = feasible(list(switches))
@@ -427,14 +500,13 @@ def _solve_all(
     model.clear_assumptions()
     for var in switches.values():
         model.add(var == 1)
-    model.minimize(sum(batch.cands[r][o].score * var for (r, o), var in x.items()))
-    s = solver(5.0)
+    model.minimize(built.cost())
+    s = solver()
     status = s.solve(model)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         raise NoFeasiblePlacement("batch", "the solver found no plan admitting everyone in time")
-    chosen = {r: o for (r, o), var in x.items() if s.value(var)}
-    value, bound = s.objective_value, s.best_objective_bound
-    return _Outcome(chosen, status == cp_model.OPTIMAL, value, bound)
+    optimal = status == cp_model.OPTIMAL
+    return _Outcome(built.chosen(s), optimal, _stage_gap(s, maximize=False))
 
 
 def plan_batch(
@@ -467,38 +539,41 @@ def plan_batch(
     greedy_cost = sum(batch.cands[i][0].cost for i in alone) + sum(
         batch.cands[r][o].cost for r, o in greedy.items()
     )
-    total = max(1, sum(len(comp.requests) for comp in components))
-    optimal, value_sum, bound_sum = True, 0.0, 0.0
+    # The wall-clock limit covers everything: the components share what preparation left,
+    # each in proportion to its requests, and a component that finishes early passes its
+    # time on to the rest.
+    deadline = started + time_limit_s
+    left_requests = sum(len(comp.requests) for comp in components)
+    optimal, gap = True, 0.0
     for comp in components:
         members = set(comp.requests)
         hint = {r: o for r, o in greedy.items() if r in members}
-        budget = time_limit_s * len(comp.requests) / total
+        left = max(0.0, deadline - time.perf_counter())
+        budget = max(0.05, left * len(comp.requests) / max(1, left_requests))
+        left_requests -= len(comp.requests)
         outcome = _solve(batch, comp, hint, budget, require_all)
         chosen.update(outcome.chosen)
         optimal &= outcome.optimal
-        value_sum += outcome.value
-        bound_sum += outcome.bound
+        gap = max(gap, outcome.gap)
     used: dict[object, int] = {}
     for index, option in chosen.items():
         batch.take(index, batch.cands[index][option], used)
+    offers: dict[tuple[int, int], Offer] = {}  # one (frozen) offer per candidate and size
+
+    def offer(i: int, o: int) -> Offer:
+        cand, nodes = batch.cands[i][o], batch.requests[i].task.num_nodes
+        key = (id(cand), nodes)
+        if key not in offers:
+            offers[key] = offer_from_row(cand.row, cand.spot, nodes)
+        return offers[key]
+
     admitted = tuple(
-        Admission(
-            id=batch.requests[i].id,
-            priority=batch.requests[i].priority,
-            offer=offer_from_row(
-                batch.cands[i][o].row, batch.cands[i][o].spot, batch.requests[i].task.num_nodes
-            ),
-        )
+        Admission(id=batch.requests[i].id, priority=batch.requests[i].priority, offer=offer(i, o))
         for i, o in sorted(chosen.items(), key=lambda item: batch.requests[item[0]].id)
     )
     waiting = tuple(
         _waiting(batch, i, used)
         for i in batch.order([i for i in range(len(requests)) if i not in chosen])
-    )
-    gap = (
-        0.0
-        if optimal or not components
-        else max(0.0, (value_sum - bound_sum) / max(abs(value_sum), 1.0))
     )
     return BatchPlan(
         admitted=admitted,
