@@ -80,12 +80,13 @@ def test_a_piped_table_is_written_as_lines_in_columns_not_laid_out_by_rich(
     table.add_row("1", "x", "1.5")
     table.add_row("22", Text("n" * 300), "10.25")
     table.add_row("3", "\x1b]0;owned\x07", "0")
+    escape = "\x1b]0;owned\x07"
     assert plain_table(table) == (
         "cluster a\n"
-        f"ID  NAME{' ' * 296}   COST\n"
-        f"1   x{' ' * 299}    1.5\n"
+        f"ID  {'NAME':<300}   COST\n"
+        f"1   {'x':<300}    1.5\n"
         f"22  {'n' * 300}  10.25\n"
-        f"3   \x1b]0;owned\x07{' ' * 291}      0\n"
+        f"3   {escape:<300}      0\n"
     )
     render.console().print(table)
     printed = capsys.readouterr().out
