@@ -224,3 +224,45 @@ def test_is_native(tmp_path: Path) -> None:
     path = write_text(tmp_path / "x.csv", MINIMAL)
     assert native.is_native(tmp_path)
     assert native.is_native(path)
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "says"),
+    [
+        ("price", "-1.5", "price -1.5: a price must be a finite number, 0 or more"),
+        ("price", "nan", "price nan: a price must be a finite number"),
+        ("spot_price", "-0.01", "spot_price -0.01: a price must be"),
+        ("vcpus", "0", "vcpus 0.0: vCPUs must be more than 0"),
+        ("memory_gib", "-4", "memory_gib -4.0: memory must be"),
+        ("accelerator_count", "0", "accelerator_count 0.0: a count must be more than 0"),
+        ("capacity", "-2", "capacity -2: a capacity must be 0 or more"),
+        ("as_of", "03/06/2025", "as_of '03/06/2025': a date must be written YYYY-MM-DD"),
+        ("as_of", "2999-01-01", "as_of '2999-01-01': a price cannot be read in the future"),
+    ],
+)
+def test_a_value_out_of_range_is_an_error_naming_the_file_row_and_line(
+    tmp_path: Path, column: str, value: str, says: str
+) -> None:
+    # Before, a negative price or a future date loaded as an offer like any other.
+    good = ",".join("" if v is None else str(v) for v in make_offer().values())
+    path = write_row(tmp_path / "bad.csv", **{column: value})
+    header, bad = path.read_text().splitlines()
+    path.write_text(f"{header}\n{good}\n{good}\n{bad}\n{bad}\n")
+    with pytest.raises(skyplan.CatalogError) as raised:
+        load(path)
+    message = str(raised.value)
+    assert message.startswith(f"{path}: row 3 (line 4): {says}")
+    assert message.endswith("; 1 more row(s) like it")
+
+
+def test_a_refresh_whose_prices_are_out_of_range_keeps_the_previous_catalog(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from skyplan.catalog import fetchers
+
+    target = write_text(tmp_path / "aws.csv", MINIMAL)
+    broken = make_frame(make_offer(price=-3.0))
+    monkeypatch.setitem(fetchers.REFRESHERS, "aws", lambda **_: broken)
+    with pytest.raises(skyplan.CatalogError, match=r"catalog refresh aws: row 1: price -3\.0"):
+        skyplan.refresh_catalog("aws", target)
+    assert target.read_text() == MINIMAL

@@ -7,6 +7,8 @@ skyplan spells a column name as a string literal: it uses the constants below.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import polars as pl
 
 from skyplan.errors import CatalogError
@@ -111,4 +113,44 @@ def conform(frame: pl.DataFrame, *, origin: str) -> pl.DataFrame:
             nulls = frame.get_column(name).null_count()
             if nulls:
                 raise CatalogError(f"{origin}: column {name} has {nulls} empty value(s)")
+    _check_values(frame, origin)
     return frame
+
+
+def _value_rules() -> list[tuple[str, pl.Expr, str]]:
+    """(column, true where a value is wrong, what is wrong) — nulls are never wrong here."""
+    tomorrow = dt.date.today() + dt.timedelta(days=1)
+    day = pl.col(AS_OF).str.to_date("%Y-%m-%d", strict=False)
+
+    def bad_amount(name: str) -> pl.Expr:
+        return (pl.col(name) < 0) | ~pl.col(name).is_finite()
+
+    return [
+        (PRICE, bad_amount(PRICE), "a price must be a finite number, 0 or more"),
+        (SPOT_PRICE, bad_amount(SPOT_PRICE), "a price must be a finite number, 0 or more"),
+        (VCPUS, (pl.col(VCPUS) <= 0) | ~pl.col(VCPUS).is_finite(), "vCPUs must be more than 0"),
+        (MEMORY_GIB, bad_amount(MEMORY_GIB), "memory must be a finite number, 0 or more"),
+        (ACCELERATOR_COUNT, pl.col(ACCELERATOR_COUNT) <= 0, "a count must be more than 0"),
+        (CAPACITY, pl.col(CAPACITY) < 0, "a capacity must be 0 or more"),
+        (AS_OF, day.is_null(), "a date must be written YYYY-MM-DD"),
+        (AS_OF, day > tomorrow, "a price cannot be read in the future"),
+    ]
+
+
+def _check_values(frame: pl.DataFrame, origin: str) -> None:
+    """The first row whose value is out of range, named by its number (and its line in a CSV
+    file, under the header) and column: a negative price or a date in the future is an error,
+    never an offer."""
+    if frame.is_empty():
+        return
+    for name, wrong, what in _value_rules():
+        found = (
+            frame.select(pl.col(name), wrong.fill_null(False).alias("_wrong"))
+            .with_row_index("_row", offset=1)
+            .filter(pl.col("_wrong"))
+        )
+        if found.height:
+            row, value = found.item(0, "_row"), found.item(0, name)
+            line = f" (line {row + 1})" if origin.endswith(".csv") else ""
+            more = f"; {found.height - 1:,} more row(s) like it" if found.height > 1 else ""
+            raise CatalogError(f"{origin}: row {row}{line}: {name} {value!r}: {what}{more}")
