@@ -28,8 +28,10 @@ for _name in (
     os.environ.pop(_name, None)
 if os.environ.get("SKYPLAN_REAL_K8S") != "1":
     os.environ["KUBECONFIG"] = os.devnull
-# Prepared catalogs are cached in a folder of the test run's own, never the user's ~/.cache.
+# Prepared catalogs are cached in a folder of the test run's own, never the user's ~/.cache,
+# and no test reads the user's ~/.skyplan (its refreshed catalogs would change every plan).
 os.environ["SKYPLAN_CACHE_DIR"] = tempfile.mkdtemp(prefix="skyplan-test-cache-")
+os.environ["SKYPLAN_HOME"] = tempfile.mkdtemp(prefix="skyplan-test-home-")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -103,7 +103,14 @@ def test_plan_prints_a_table_and_a_summary(write_task: Any, catalog: Path) -> No
         "train: gcp/us-central1/us-central1-a a2-highgpu-8g (A100:8), on-demand, 1 node(s), "
         "$29.3900/h" in out
     )
-    assert result.stderr == ""
+    # The last line says which catalog and how old the shown clouds' prices are; prices older
+    # than SKYPLAN_CATALOG_MAX_AGE_DAYS (180) are warned about on stderr, and nothing else is.
+    assert out.splitlines()[-1].startswith("prices: aws as of ") and str(catalog) in out
+    assert result.stderr.splitlines()
+    assert all(
+        line.startswith("warning: ") and " prices are " in line
+        for line in result.stderr.splitlines()
+    )
 
 
 PLACEMENT_KEYS = {

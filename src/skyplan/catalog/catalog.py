@@ -16,6 +16,7 @@ import polars as pl
 from skyplan.catalog import native, prepared, skypilot
 from skyplan.catalog import schema as c
 from skyplan.errors import CatalogError
+from skyplan.paths import refreshed_catalogs
 
 _CACHE: dict[tuple[str, str], Catalog] = {}
 
@@ -76,11 +77,49 @@ def default_catalog_path() -> Path:
     return Path(override) if override else _repo_default()
 
 
+def refreshed_files(folder: Path | None = None) -> list[Path]:
+    """The catalog files `skyplan catalog refresh` wrote (`$SKYPLAN_HOME/catalogs`), oldest
+    first."""
+    folder = folder or refreshed_catalogs()
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if p.suffix in (".csv", ".parquet") and p.is_file()]
+    return sorted(found, key=lambda p: (p.stat().st_mtime_ns, p.name))
+
+
+def _with_refreshed(shipped: Path, files: list[Path]) -> Catalog:
+    """The shipped catalog with each refreshed cloud's rows in place of its shipped ones (a
+    newer refresh of a cloud replacing an older one)."""
+    stamp = prepared.fingerprint(shipped, *files)
+    key = ("default+refreshed", stamp)
+    cached = _CACHE.get(key)
+    if cached is not None:
+        return cached
+
+    def build() -> pl.DataFrame:
+        frame = native.load(shipped)
+        for path in files:
+            part = native.load(path)
+            clouds = part.get_column(c.CLOUD).unique().to_list()
+            frame = pl.concat([frame.filter(~pl.col(c.CLOUD).is_in(clouds)), part])
+        return frame
+
+    names = ", ".join(str(p) for p in files)
+    catalog = Catalog(lambda: prepared.load(stamp, build), f"{shipped} + refreshed {names}")
+    _CACHE[key] = catalog
+    return catalog
+
+
 def load_catalog(path: str | os.PathLike[str] | None = None) -> Catalog:
     """A catalog from `path`: skyplan's format (file or directory) or a SkyPilot v8 directory,
-    detected automatically; the shipped default when `path` is None. Cached in the process and,
-    prepared, on disk (`skyplan.catalog.prepared`) until its files change.
+    detected automatically. When `path` is None: `$SKYPLAN_CATALOG` if set, else the shipped
+    default with what `skyplan catalog refresh` wrote in its clouds' place. Cached in the
+    process and, prepared, on disk (`skyplan.catalog.prepared`) until its files change.
     """
+    if path is None and not os.environ.get("SKYPLAN_CATALOG"):
+        refreshed = refreshed_files()
+        if refreshed:
+            return _with_refreshed(_repo_default(), refreshed)
     root = Path(path) if path is not None else default_catalog_path()
     if not root.exists():
         raise CatalogError(f"{root}: catalog not found")

@@ -52,12 +52,13 @@ def files_of(root: Path) -> list[Path]:
 _LOADERS = Path(__file__).parent
 
 
-def fingerprint(root: Path) -> str:
+def fingerprint(*roots: Path) -> str:
     """A key that changes when any of the catalog's files is added, removed, resized or
     modified (inode, size and modification time in nanoseconds, as `make` would see it), or
     when the loading code is."""
-    digest = hashlib.sha256(f"{FORMAT}\0{root.resolve()}".encode())
-    for path in [*files_of(root), *sorted(_LOADERS.glob("*.py"))]:
+    digest = hashlib.sha256(f"{FORMAT}\0{[str(r.resolve()) for r in roots]}".encode())
+    files = [path for root in roots for path in files_of(root)]
+    for path in [*files, *sorted(_LOADERS.glob("*.py"))]:
         st = path.stat()
         digest.update(f"\0{path}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}".encode())
     return digest.hexdigest()[:32]

@@ -25,6 +25,7 @@ from skyplan.cli.options import (
     resource_flags,
     resource_options,
 )
+from skyplan.paths import refreshed_catalogs
 
 EXIT_INTERNAL = 70
 
@@ -157,6 +158,11 @@ def plan(
         alternatives=alternatives,
     )
     render.show_plan(result, as_json)
+    if not as_json:
+        info, warnings = render.price_ages(result, catalog)
+        render.echo(info)
+        for warning in warnings:
+            render.echo(warning, err=True)
 
 
 def _plan_pipeline(
@@ -225,10 +231,6 @@ def catalog_show(catalog_path: Path | None, as_json: bool) -> None:
     render.console().print(summary_table(catalog.origin, summary))
 
 
-def _skyplan_home() -> Path:
-    return Path(os.environ.get("SKYPLAN_HOME", Path.home() / ".skyplan"))
-
-
 @catalog_group.command("refresh")
 @click.argument("cloud")
 @click.option(
@@ -243,7 +245,7 @@ def catalog_refresh(
     cloud: str, output: Path | None, endpoint: str | None, regions: tuple[str, ...]
 ) -> None:
     """Fetch current public prices for CLOUD (aws, azure, aws-libcloud) into a catalog file."""
-    target = output or _skyplan_home() / "catalogs" / f"{cloud}.csv"
+    target = output or refreshed_catalogs() / f"{cloud}.csv"
     quiet = not sys.stderr.isatty()
     err = render.console(stderr=True)
 

@@ -9,7 +9,9 @@ jobs print is theirs and is passed through (`logs`, `launch` following a job).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import os
 import re
 import sys
 from typing import Any
@@ -165,6 +167,44 @@ def placement_summary(plan: skyplan.Plan) -> list[str]:
     if len(plan.placements) > 1:
         lines.append(f"total: ${plan.hourly_cost:.4f}/h")
     return lines
+
+
+#: Prices older than this many days get a warning (`SKYPLAN_CATALOG_MAX_AGE_DAYS`; 0: never).
+MAX_AGE_DAYS = 180
+
+
+def price_ages(
+    plan: skyplan.Plan, catalog: skyplan.Catalog, today: dt.date | None = None
+) -> tuple[str, list[str]]:
+    """Which catalog a plan was made over and how old the prices of the clouds it shows are
+    (each cloud's newest `as_of`); and a warning for each cloud older than the allowed age."""
+    today = today or dt.date.today()
+    shown = {o.cloud for p in plan.placements for o in (p.choice, *p.alternatives)}
+    newest = {row["cloud"]: row["as_of"] for row in skyplan.catalog_summary(catalog)}
+    limit = _max_age()
+    parts, warnings = [], []
+    for cloud in sorted(shown & set(newest)):
+        try:
+            days = (today - dt.date.fromisoformat(str(newest[cloud]))).days
+        except ValueError:
+            continue
+        parts.append(f"{cloud} as of {newest[cloud]} ({days} day(s) old)")
+        if limit and days > limit:
+            warnings.append(
+                f"warning: {cloud} prices are {days} days old, more than"
+                f" SKYPLAN_CATALOG_MAX_AGE_DAYS={limit} (see `skyplan catalog refresh`)"
+            )
+    return f"prices: {', '.join(parts) or 'none shown'}; catalog {catalog.origin}", warnings
+
+
+def _max_age() -> int:
+    raw = os.environ.get("SKYPLAN_CATALOG_MAX_AGE_DAYS", "")
+    try:
+        return max(0, int(raw)) if raw.strip() else MAX_AGE_DAYS
+    except ValueError:
+        raise click.UsageError(
+            f"SKYPLAN_CATALOG_MAX_AGE_DAYS must be a whole number of days, not {raw!r}"
+        ) from None
 
 
 def pipeline_lines(result: skyplan.PipelinePlan) -> list[str]:

@@ -4,6 +4,7 @@ cancel, stop, start, down, autostop, check) over the state store and the backend
 Sits above `skyplan.api` (it plans through it) and below the CLI.
 """
 
-from skyplan.execution.session import LaunchResult, Session, default_home, failed
+from skyplan.execution.session import LaunchResult, Session, failed
+from skyplan.paths import default_home
 
 __all__ = ["LaunchResult", "Session", "default_home", "failed"]

@@ -31,6 +31,7 @@ from skyplan.execution.background import start_detached
 from skyplan.model import Dag, Offer, Plan, Policy, RequestContext, Task
 from skyplan.model.node import BackendCheck, Node, PoolOffer
 from skyplan.model.state import ClusterStatus, Event, JobRecord, JobStatus
+from skyplan.paths import default_home
 from skyplan.runtime import ClusterView, JobQueue, Launcher, LaunchSpec, Lifecycle, demand_of
 from skyplan.runtime.agent import agent_lock
 from skyplan.runtime.launch import Say
@@ -40,10 +41,6 @@ from skyplan.state import Store, default_url
 if TYPE_CHECKING:  # planning (Polars, the solver) loads only when a launch needs it
     from skyplan.catalog import Catalog
     from skyplan.execution.managed import ManagedJobs
-
-
-def default_home(environ: Mapping[str, str] = os.environ) -> Path:
-    return Path(environ.get("SKYPLAN_HOME") or Path.home() / ".skyplan").expanduser()
 
 
 def _quiet(_message: str) -> None:
