@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import getpass
 import os
+import tarfile
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -294,3 +296,27 @@ def test_a_copy_the_host_refuses_is_an_error_naming_the_target_and_the_runner_go
         copier.put(src, "~/taken/inside")
     assert caught.value.scope == Scope("ssh", "lab")
     assert copier.run("echo still here").output == "still here\n"
+
+
+def test_a_local_file_that_cannot_be_read_is_named_and_the_copy_stops_at_once(
+    runner: SshRunner, farm: SshdFarm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Tests run as root, who may read any file, so the refusal is simulated where tarfile
+    # opens each file. Without the end of the stream the host's tar would have waited for it.
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("a")
+    (src / "secret.key").write_text("k")
+    real_open = tarfile.bltn_open
+
+    def refusing(name: Any, *args: Any, **kwargs: Any) -> Any:
+        if str(name).endswith("secret.key"):
+            raise PermissionError(13, "Permission denied", str(name))
+        return real_open(name, *args, **kwargs)
+
+    monkeypatch.setattr(tarfile, "bltn_open", refusing)
+    started = time.monotonic()
+    with pytest.raises(InvalidRequestError, match=r"Permission denied: '.*secret\.key'"):
+        runner.put(src, "~/partial")
+    assert time.monotonic() - started < 30
+    assert runner.run("echo still here").output == "still here\n"

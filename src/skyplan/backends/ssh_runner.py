@@ -18,6 +18,7 @@ killed, the exit code is -1 (paramiko does not read SSH's exit-signal message).
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import hashlib
 import io
@@ -400,7 +401,8 @@ class SshRunner:
 
         where = shlex.quote(dest)
         channel = self._session()
-        failed: BaseException | None = None
+        failed: BaseException | None = None  # the channel broke (tar may have said why)
+        unreadable: OSError | None = None  # a local file could not be read
         try:
             try:
                 channel.set_combine_stderr(True)
@@ -416,11 +418,16 @@ class SshRunner:
                 ) as tar:
                     for path, name in members:
                         tar.add(path, arcname=name, filter=keep)
-                channel.shutdown_write()
-            except (paramiko.SSHException, EOFError, OSError) as err:
+            except _SendFailed as err:
                 # The far end may have closed the channel because tar failed: its message and
                 # exit status, read below, say why better than the broken pipe does.
+                failed = err.__cause__
+            except (paramiko.SSHException, EOFError) as err:
                 failed = err
+            except OSError as err:
+                unreadable = err
+            with contextlib.suppress(paramiko.SSHException, EOFError, OSError):
+                channel.shutdown_write()  # the end of the archive (or a cut one: tar stops)
             if not channel.get_transport().is_active():
                 self._forget(channel.get_transport())
                 raise self._unreachable(failed or EOFError("connection closed")) from None
@@ -428,6 +435,10 @@ class SshRunner:
             status = channel.recv_exit_status() if channel.status_event.wait(60.0) else None
         finally:
             channel.close()
+        if unreadable is not None:
+            raise InvalidRequestError(
+                f"cannot copy {local} to {self.address}:{target}: {unreadable}", self.scope
+            )
         if status != 0 or failed is not None:
             why = said.strip() or str(failed) or f"tar exited {status}"
             raise InvalidRequestError(
@@ -475,8 +486,15 @@ class _ChannelWriter(io.RawIOBase):
         return True
 
     def write(self, data: Any) -> int:
-        self.channel.sendall(bytes(data))
+        try:
+            self.channel.sendall(bytes(data))
+        except (paramiko.SSHException, EOFError, OSError) as err:
+            raise _SendFailed from err
         return len(data)
+
+
+class _SendFailed(Exception):
+    """Sending the archive failed (the cause is the channel's error), as against reading it."""
 
 
 def _drain(channel: Any, limit: int = 65536) -> str:
