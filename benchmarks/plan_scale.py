@@ -6,7 +6,7 @@ each request of benchmarks/plan_latency.py is planned warm (median of --repeat) 
 
 - **after**: `skyplan.plan` as it is: each filter's mask once, and ranking that sorts only
   each node shape's least-score rows by every key.
-- **before**: the same planner with the ranking it had before, measured in the same run: every
+- **before**: the same planner with the reduction it had before, measured in the same run: every
   surviving candidate sorted by all 12 keys, then one row kept per shape.
 
 "after per 100k offers" is flat when planning is linear in the catalog and falls when it is
@@ -24,7 +24,6 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 
@@ -36,37 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from plan_latency import REQUESTS  # the same requests as the latency benchmark
 
 
-def full_sort_rank(evaluations: list[Any], num_nodes: int, limit: int) -> Any:
-    """The ranking before: sort every candidate by every key, keep each shape's first row;
-    then exactly what `planner._rank` does with the rows it keeps."""
-    frames = [
-        e.offers.with_columns(pl.lit(i).alias("_option"), pl.lit(e.option.use_spot).alias("_spot"))
-        for i, e in enumerate(evaluations)
-        if e.offers.height
-    ]
-    ranked = pl.concat(frames, how="diagonal_relaxed")
-    if planner.SCORE not in ranked.columns:
-        ranked = ranked.with_columns(pl.col(planner.COST).alias(planner.SCORE))
-    keys = [planner.SCORE, *planner._ORDER, "_option"]
-    ranked = ranked.sort(keys, nulls_last=True, maintain_order=True)
-    best = ranked.unique(subset=[*planner._SHAPE, "_spot"], keep="first", maintain_order=True)
-    rows = best.to_dicts()
-    winner, rest = rows[0], rows[1:]
-    per_cloud: dict[str, int] = {}
-    for index, row in enumerate(rest):
-        if row[c.CLOUD] != winner[c.CLOUD]:
-            per_cloud.setdefault(str(row[c.CLOUD]), index)
-    picked = list(per_cloud.values())[:limit]
-    for index in range(len(rest)):
-        if len(picked) >= limit:
-            break
-        if index not in picked:
-            picked.append(index)
-    offers = [
-        planner.offer_from_row(rest[i], bool(rest[i]["_spot"]), num_nodes) for i in sorted(picked)
-    ]
-    winning = planner.offer_from_row(winner, bool(winner["_spot"]), num_nodes)
-    return winning, offers, int(str(winner["_option"])), winner
+def full_sort(ranked: pl.DataFrame) -> pl.DataFrame:
+    """The reduction before: sort every candidate by every key, keep each shape's first row."""
+    ranked = ranked.sort(planner.RANK_KEYS, nulls_last=True, maintain_order=True)
+    return ranked.unique(subset=planner.SHAPE_KEYS, keep="first", maintain_order=True)
 
 
 def replicated(frame: pl.DataFrame, size: int) -> skyplan.Catalog:
@@ -112,7 +84,7 @@ def main() -> int:
     args = parser.parse_args()
     base = skyplan.load_catalog(args.catalog).frame
     sizes = [int(s) for s in args.sizes.split(",")]
-    rank = planner._rank
+    reduce = planner._best_per_shape
     print(f"Warm plan time, ms (median of {args.repeat}); base catalog {base.height:,} offers\n")
     print(
         "| request | offers | before (full sort) | after | after per 100k offers"
@@ -127,10 +99,10 @@ def main() -> int:
         for label, text in REQUESTS.items():
             task = skyplan.parse_task(text, "bench")
             try:
-                planner._rank = full_sort_rank
+                planner._best_per_shape = full_sort
                 before, old = timed_ms(task, catalog, args.repeat)
             finally:
-                planner._rank = rank
+                planner._best_per_shape = reduce
             after, new = timed_ms(task, catalog, args.repeat)
             if old != new:
                 sys.exit(f"{label} at {size:,}: the two rankings disagree")

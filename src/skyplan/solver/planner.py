@@ -243,15 +243,7 @@ def _rank(
     ranked = pl.concat(frames, how="diagonal_relaxed")
     if SCORE not in ranked.columns:
         ranked = ranked.with_columns(pl.col(COST).alias(SCORE))
-    # Each shape's best row is among its rows of least score (one hash pass), so only those
-    # few are sorted by every key; the same rows, in the same order, as sorting them all.
-    group = [*_SHAPE, "_spot"]
-    least = pl.col(SCORE).eq_missing(pl.col(SCORE).min().over(group))
-    ranked = ranked.filter(least).sort(
-        [SCORE, *_ORDER, "_option"], nulls_last=True, maintain_order=True
-    )
-    best = ranked.unique(subset=group, keep="first", maintain_order=True)
-    rows = best.to_dicts()
+    rows = _best_per_shape(ranked).to_dicts()
     winner, rest = rows[0], rows[1:]
     # Every other cloud's best first (the comparison users look for), then the cheapest others.
     per_cloud: dict[str, int] = {}
@@ -271,6 +263,20 @@ def _rank(
         int(str(winner["_option"])),
         winner,
     )
+
+
+#: The ranking keys, and what makes two candidates the same shape.
+RANK_KEYS = [SCORE, *_ORDER, "_option"]
+SHAPE_KEYS = [*_SHAPE, "_spot"]
+
+
+def _best_per_shape(ranked: pl.DataFrame) -> pl.DataFrame:
+    """Each shape's best candidate, best first. Each shape's best row is among its rows of
+    least score (one hash pass), so only those few are sorted by every key: the same rows, in
+    the same order, as sorting them all."""
+    least = pl.col(SCORE).eq_missing(pl.col(SCORE).min().over(SHAPE_KEYS))
+    ranked = ranked.filter(least).sort(RANK_KEYS, nulls_last=True, maintain_order=True)
+    return ranked.unique(subset=SHAPE_KEYS, keep="first", maintain_order=True)
 
 
 def context_of(task: Task, context: RequestContext | None = None) -> RequestContext:
